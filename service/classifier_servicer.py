@@ -1,0 +1,84 @@
+"""mnist37.v1.Classifier: translates our own API to arrays and back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+import numpy as np
+
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from service.pixels import InvalidInputError, check_batch_size, from_floats, from_uint8
+from service.predictor import Answers, ServedModel, classify
+
+CurrentModel = Callable[[grpc.ServicerContext], ServedModel]  # the served model, or abort UNAVAILABLE
+
+
+def image_array(image: pb.Image, what: str) -> np.ndarray:
+    """One pb.Image → (1, 784) float32 in [0, 1]."""
+    has_floats, has_bytes = len(image.floats) > 0, len(image.uint8) > 0
+    if has_floats == has_bytes:
+        got = "both" if has_floats else "neither"
+        raise InvalidInputError(f"{what}: set exactly one of floats (784 float32) or uint8 (784 bytes), got {got}")
+    if has_floats:
+        return from_floats(np.asarray(image.floats, dtype=np.float32), count=1, what=what)
+    return from_uint8(image.uint8, count=1, what=what)
+
+
+def _predictions(answers: Answers) -> list[pb.Prediction]:
+    return [
+        pb.Prediction(digit=int(d), p_three=float(p), model_version=answers.version)
+        for d, p in zip(answers.digits, answers.p_three, strict=True)
+    ]
+
+
+class ClassifierServicer(pb_grpc.ClassifierServicer):
+    def __init__(self, current_model: CurrentModel, max_batch: int) -> None:
+        self._model = current_model
+        self._max_batch = max_batch
+
+    def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
+        try:
+            images = image_array(request.image, "image")
+        except InvalidInputError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        answers = classify(self._model(context), images)
+        return pb.ClassifyResponse(prediction=_predictions(answers)[0], request_id=request.request_id)
+
+    def ClassifyBatch(
+        self, request: pb.ClassifyBatchRequest, context: grpc.ServicerContext
+    ) -> pb.ClassifyBatchResponse:
+        try:
+            if not request.images:
+                raise InvalidInputError("images: empty batch; expected 1 or more images")
+            check_batch_size(len(request.images), self._max_batch)
+            images = np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)])
+        except InvalidInputError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        answers = classify(self._model(context), images)  # one model for the whole batch
+        return pb.ClassifyBatchResponse(predictions=_predictions(answers), model_version=answers.version)
+
+    def ClassifyStream(
+        self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ClassifyResponse]:
+        for i, request in enumerate(request_iterator):
+            try:
+                images = image_array(request.image, f"message {i}: image")
+            except InvalidInputError as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            answers = classify(self._model(context), images)
+            yield pb.ClassifyResponse(prediction=_predictions(answers)[0], request_id=request.request_id)
+
+    def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        model = self._model(context)
+        info = pb.ModelInfo(
+            name=model.name,
+            alias=model.alias,
+            version=model.version,
+            run_id=model.run_id,
+            test_accuracy=model.test_accuracy,
+            recipe=model.recipe,
+        )
+        info.loaded_at.FromDatetime(model.loaded_at)
+        return info

@@ -1,0 +1,151 @@
+"""inference.GRPCInferenceService: the Open Inference Protocol (v2) over the served model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import version as package_version
+
+import grpc
+import numpy as np
+
+from service.classifier_servicer import CurrentModel
+from service.generated.inference import grpc_predict_v2_pb2 as pb
+from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from service.pixels import PIXELS, InvalidInputError, check_batch_size, from_floats, from_uint8
+from service.predictor import ServedModel, classify
+
+INPUT = "image"
+OUTPUTS = {"digit": "INT32", "p_three": "FP32"}
+PLATFORM = "pytorch_torch_export"
+
+
+class NotFoundError(LookupError):
+    """A model name or version this server does not serve."""
+
+
+def _check_target(model_name: str, version: str, served_name: str, model: ServedModel | None) -> None:
+    if model_name != served_name:
+        raise NotFoundError(f"unknown model {model_name!r}; this server serves {served_name!r}")
+    if version and model is not None and version != model.version:
+        raise NotFoundError(f"version {version!r} of {served_name!r} is not served; version {model.version!r} is")
+
+
+def _shape(tensor: pb.ModelInferRequest.InferInputTensor, max_batch: int) -> int:
+    """The batch size N of a [N, 784] input."""
+    shape = list(tensor.shape)
+    if len(shape) != 2 or shape[1] != PIXELS or shape[0] < 1:
+        raise InvalidInputError(f"input {INPUT!r}: expected shape [N, {PIXELS}] with N ≥ 1, got {shape}")
+    check_batch_size(shape[0], max_batch)
+    return shape[0]
+
+
+def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
+    """The request's `image` input as (N, 784) float32 in [0, 1]."""
+    if len(request.inputs) != 1 or request.inputs[0].name != INPUT:
+        names = [t.name for t in request.inputs]
+        raise InvalidInputError(f"expected one input named {INPUT!r}, got {names}")
+    tensor = request.inputs[0]
+    n = _shape(tensor, max_batch)
+    raw = list(request.raw_input_contents)
+    contents = tensor.contents
+    has_contents = bool(contents.ListFields())  # any typed contents field with values
+    if bool(raw) == has_contents:
+        got = "both" if raw else "neither"
+        raise InvalidInputError(f"input {INPUT!r}: expected its data in contents or raw_input_contents, got {got}")
+    if raw and len(raw) != 1:
+        raise InvalidInputError(f"expected 1 raw_input_contents entry (one per input), got {len(raw)}")
+    what = f"input {INPUT!r}"
+    if tensor.datatype == "FP32":
+        if raw:
+            if len(raw[0]) != n * PIXELS * 4:
+                raise InvalidInputError(
+                    f"{what}: FP32 [{n}, {PIXELS}] needs {n * PIXELS * 4} raw bytes, got {len(raw[0])}"
+                )
+            values = np.frombuffer(raw[0], dtype="<f4")
+        else:
+            values = np.asarray(contents.fp32_contents, dtype=np.float32)
+        return from_floats(values, count=n, what=what)
+    if tensor.datatype == "UINT8":
+        if raw:
+            if len(raw[0]) != n * PIXELS:
+                raise InvalidInputError(
+                    f"{what}: UINT8 [{n}, {PIXELS}] needs {n * PIXELS} raw bytes, got {len(raw[0])}"
+                )
+            return from_uint8(raw[0], count=n, what=what)
+        ints = np.asarray(contents.uint_contents, dtype=np.uint32)
+        if ints.size and ints.max() > 255:
+            raise InvalidInputError(f"{what}: UINT8 values must lie in [0, 255], got {int(ints.max())}")
+        return from_uint8(ints.astype(np.uint8), count=n, what=what)
+    raise InvalidInputError(f"{what}: expected datatype FP32 or UINT8, got {tensor.datatype!r}")
+
+
+def _requested(request: pb.ModelInferRequest) -> list[str]:
+    names = [o.name for o in request.outputs] or list(OUTPUTS)
+    unknown = [n for n in names if n not in OUTPUTS]
+    if unknown:
+        raise InvalidInputError(f"unknown outputs {unknown}; this model has {list(OUTPUTS)}")
+    return names
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self, current_model: CurrentModel, peek_model: Callable[[], ServedModel | None], model_name: str, max_batch: int
+    ) -> None:
+        self._model = current_model
+        self._peek = peek_model  # the served model or None, without aborting
+        self._name = model_name
+        self._max_batch = max_batch
+
+    def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._peek() is not None)
+
+    def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
+        model = self._peek()
+        try:
+            _check_target(request.name, request.version, self._name, model)
+        except NotFoundError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        return pb.ModelReadyResponse(ready=model is not None)
+
+    def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="mnist37", version=package_version("mnist37"), extensions=[])
+
+    def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        try:
+            _check_target(request.name, request.version, self._name, self._peek())
+        except NotFoundError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        model = self._model(context)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=self._name,
+            versions=[model.version],
+            platform=PLATFORM,
+            inputs=[tensor(name=INPUT, datatype="FP32", shape=[-1, PIXELS])],
+            outputs=[tensor(name=n, datatype=t, shape=[-1]) for n, t in OUTPUTS.items()],
+        )
+
+    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
+        try:
+            _check_target(request.model_name, request.model_version, self._name, self._peek())
+        except NotFoundError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        try:
+            images = request_images(request, self._max_batch)
+            outputs = _requested(request)
+        except InvalidInputError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        answers = classify(self._model(context), images)
+        arrays = {"digit": answers.digits.astype("<i4"), "p_three": answers.p_three.astype("<f4")}
+        response = pb.ModelInferResponse(model_name=self._name, model_version=answers.version, id=request.id)
+        for name in outputs:
+            response.outputs.add(name=name, datatype=OUTPUTS[name], shape=[len(answers.digits)])
+            response.raw_output_contents.append(arrays[name].tobytes())
+        return response

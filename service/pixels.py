@@ -1,0 +1,50 @@
+"""Turning client pixels into model input, with errors that say what was expected and what came."""
+
+from __future__ import annotations
+
+import numpy as np
+
+PIXELS = 784
+
+
+class InvalidInputError(ValueError):
+    """The client sent images the model cannot take; the message is meant for the client."""
+
+
+def _check_size(size: int, count: int | None, what: str, kind: str) -> None:
+    if size == 0:
+        raise InvalidInputError(f"{what}: empty; expected {PIXELS} {kind} pixels per image")
+    if count is not None and size != count * PIXELS:
+        expected = f"{PIXELS}" if count == 1 else f"{count}×{PIXELS} = {count * PIXELS}"
+        raise InvalidInputError(f"{what}: expected {expected} {kind} pixels, got {size}")
+    if size % PIXELS:
+        raise InvalidInputError(f"{what}: expected a multiple of {PIXELS} {kind} pixels, got {size}")
+
+
+def from_floats(values: np.ndarray, count: int | None = None, what: str = "image") -> np.ndarray:
+    """values: flat float32, `count`×784 of them (any multiple if None), in [0, 1] → (N, 784) float32."""
+    _check_size(values.size, count, what, "float32")
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise InvalidInputError(
+            f"{what}: pixel {bad % PIXELS} of image {bad // PIXELS} is {values[bad]}; expected a finite value in [0, 1]"
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < 0.0 or high > 1.0:
+        raise InvalidInputError(
+            f"{what}: float32 pixels must lie in [0, 1], got values in [{low:g}, {high:g}] (send uint8 for 0..255)"
+        )
+    return values.astype(np.float32, copy=False).reshape(-1, PIXELS)
+
+
+def from_uint8(raw: bytes | np.ndarray, count: int | None = None, what: str = "image") -> np.ndarray:
+    """raw: `count`×784 bytes (any multiple if None) in [0, 255] → (N, 784) float32 in [0, 1]."""
+    values = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes) else raw
+    _check_size(values.size, count, what, "uint8")
+    return (values.astype(np.float32) / np.float32(255.0)).reshape(-1, PIXELS)
+
+
+def check_batch_size(n: int, max_batch: int) -> None:
+    if n > max_batch:
+        raise InvalidInputError(f"batch of {n} images is over this server's maximum of {max_batch}")

@@ -1,0 +1,86 @@
+"""The networks: each maps (N, 784) floats in [0, 1] to the logit that the image is a 3."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# MNIST's pixel mean and standard deviation, so callers can send raw [0, 1] pixels.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class SingleLayer(nn.Module):
+    """The tutorial's network: one linear unit over raw pixels, read through a sigmoid."""
+
+    def __init__(self, init_std: float = 1.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, 1)
+        nn.init.normal_(self.linear.weight, std=init_std)
+        nn.init.normal_(self.linear.bias, std=init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).squeeze(-1)  # (N,)
+
+    def first_layer_weights(self) -> torch.Tensor:
+        return self.linear.weight.detach().reshape(1, 28, 28)
+
+
+class MLP(nn.Module):
+    """784-128-1 with ReLU."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(784, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - MNIST_MEAN) / MNIST_STD
+        return self.out(torch.relu(self.hidden(x))).squeeze(-1)
+
+    def first_layer_weights(self) -> torch.Tensor:
+        return self.hidden.weight.detach().reshape(-1, 28, 28)
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class CNN(nn.Module):
+    """Two 3×3 conv blocks (16, 32 channels) and a small head."""
+
+    def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 64, dropout: float = 0.3) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.features = nn.Sequential(_conv_block(1, c1), _conv_block(c1, c2))  # (N, c2, 7, 7)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c2 * 7 * 7, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28)
+        return self.head(self.features(x)).squeeze(-1)
+
+    def first_layer_weights(self) -> torch.Tensor:
+        conv = self.features[0][0]  # type: ignore[index]
+        assert isinstance(conv, nn.Conv2d)
+        return conv.weight.detach()[:, 0]  # (16, 3, 3)
+
+
+class Probability(nn.Module):
+    """What gets exported and served: p(three) = sigmoid(logit), shape (N,)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))

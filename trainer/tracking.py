@@ -1,0 +1,142 @@
+"""Everything a run writes to MLflow: params, curves, figures, the dataset and the pt2 model."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+from mlflow.models.model import ModelInfo
+
+from trainer import figures
+from trainer.data import Dataset3v7
+from trainer.loop import EpochStats, Evaluation
+from trainer.models import Probability
+from trainer.recipes import Recipe
+
+# What the served model needs; pinned so MLflow does not spend seconds inferring it.
+MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+
+@dataclass
+class Stopwatch:
+    """Seconds spent inside MLflow calls, so the benchmark can report logging's share."""
+
+    seconds: float = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+@dataclass
+class History:
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def add(self, stats: EpochStats) -> None:
+        self.epochs.append(stats.epoch)
+        self.train_loss.append(stats.train_loss)
+        self.val_loss.append(stats.val.loss)
+        self.val_accuracy.append(stats.val.accuracy)
+
+
+def recipe_params(recipe: Recipe) -> dict[str, Any]:
+    """The recipe flattened into MLflow params (augmentation settings prefixed)."""
+    params = {k: v for k, v in asdict(recipe).items() if k != "augmentation"}
+    params["recipe"] = params.pop("name")
+    params["batch_size"] = recipe.batch_size or "full"
+    augmentation = recipe.augmentation
+    params["augmentation"] = augmentation is not None
+    if augmentation is not None:
+        params.update({f"augment_{k}": v for k, v in asdict(augmentation).items()})
+    return params
+
+
+class RunLog:
+    """Writes one training run into the active MLflow run."""
+
+    def __init__(self) -> None:
+        self.watch = Stopwatch()
+        self.history = History()
+
+    def params(self, params: dict[str, Any]) -> None:
+        with self.watch.timing():
+            mlflow.log_params(params)
+
+    def epoch(self, stats: EpochStats) -> None:
+        self.history.add(stats)
+        metrics = {"train_loss": stats.train_loss, "val_loss": stats.val.loss, "val_accuracy": stats.val.accuracy}
+        with self.watch.timing():
+            # Asynchronous: the loop does not wait on the store between epochs.
+            mlflow.log_metrics(metrics, step=stats.epoch, synchronous=False)
+
+    def initial(self, val: Evaluation) -> None:
+        """Step 0: the untrained network, so curves show where training started."""
+        with self.watch.timing():
+            mlflow.log_metrics({"val_loss": val.loss, "val_accuracy": val.accuracy}, step=0, synchronous=False)
+
+    def dataset(self, data: Dataset3v7) -> None:
+        with self.watch.timing(), warnings.catch_warnings():
+            # A local path matches MLflow's local-artifact source twice; it picks one and warns.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
+                ds = mlflow.data.from_numpy(  # type: ignore[attr-defined]
+                    split.images.numpy(),
+                    targets=split.labels.numpy(),
+                    source=str(data.root.resolve()),
+                    name=f"mnist-3v7-{context}",
+                )
+                mlflow.log_input(ds, context=context)
+
+    def final(self, metrics: dict[str, float]) -> None:
+        with self.watch.timing():
+            mlflow.log_metrics(metrics)
+
+    def figures(self, title: str, weights: np.ndarray, data: Dataset3v7, test: Evaluation) -> None:
+        labels = data.test.labels.numpy()
+        p_three = test.p_three.numpy()
+        h = self.history
+        drawn: dict[str, Figure] = {
+            "loss_curves.png": figures.loss_curves(h.epochs, h.train_loss, h.val_loss, h.val_accuracy, title),
+            "weights.png": figures.weight_maps(weights, f"{title}: learned first-layer weights"),
+            "confusion_matrix.png": figures.confusion_matrix(
+                labels, (p_three >= 0.5).astype(labels.dtype), f"{title}: test split"
+            ),
+            "misclassified.png": figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
+        }
+        with self.watch.timing():
+            for name, fig in drawn.items():
+                mlflow.log_figure(fig, f"figures/{name}")
+        for fig in drawn.values():
+            plt.close(fig)
+
+    def model(self, net: torch.nn.Module, example: np.ndarray) -> ModelInfo:
+        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,)."""
+        served = Probability(net).eval().cpu()
+        with self.watch.timing():
+            return mlflow.pytorch.log_model(
+                served,
+                name="model",
+                input_example=example,
+                serialization_format="pt2",
+                pip_requirements=MODEL_REQUIREMENTS,
+            )
+
+    def flush(self) -> None:
+        with self.watch.timing():
+            mlflow.flush_async_logging()
