@@ -104,10 +104,11 @@ def _register(config: TrainConfig, run_id: str, model_uri: str, metrics: dict[st
         f"({int(metrics['test_errors'])} errors), validation accuracy {100 * metrics['val_accuracy']:.2f}%."
     )
     version = registry.register(client, config.model_name, model_uri, run_id, tags, description)
+    number = str(version.version)  # an int from some stores, a string from others
     promotion = registry.promote(
-        client, config.model_name, config.alias, version.version, metrics["val_accuracy"], config.force_promote
+        client, config.model_name, config.alias, number, metrics["val_accuracy"], config.force_promote
     )
-    return version.version, promotion
+    return number, promotion
 
 
 def run(config: TrainConfig) -> TrainingResult:

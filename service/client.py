@@ -1,0 +1,100 @@
+"""`python -m service.client`: classify images with a running mnist37 service and inspect it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from service.preprocess import load_image, load_npy
+
+
+def _image(pixels: np.ndarray) -> pb.Image:
+    if pixels.dtype == np.uint8:
+        return pb.Image(uint8=pixels.tobytes())
+    return pb.Image(floats=pixels.astype(np.float32).tolist())
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[str], np.ndarray, list[int | None]]:
+    """Names, (N, 784) pixels and, for MNIST samples, the true digits."""
+    if args.command == "samples":
+        from trainer.data import load_dataset  # only this command needs MNIST
+
+        test = load_dataset(args.data_dir, seed=0).test
+        idx = np.random.default_rng(args.seed).choice(len(test), size=args.count, replace=False)
+        truths: list[int | None] = [3 if test.labels[i] == 1 else 7 for i in idx]
+        return [f"test[{i}]" for i in idx], test.images.numpy()[idx], truths
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    for path in map(Path, args.files):
+        batch = load_npy(path) if path.suffix == ".npy" else load_image(path)[None, :]
+        rows.extend(batch)
+        names.extend([str(path)] if len(batch) == 1 else [f"{path}[{i}]" for i in range(len(batch))])
+    return names, np.stack(rows), [None] * len(names)
+
+
+def classify(stub: pb_grpc.ClassifierStub, args: argparse.Namespace) -> int:
+    names, pixels, truths = _inputs(args)
+    response = stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[_image(p) for p in pixels]), timeout=30)
+    right = 0
+    for name, prediction, truth in zip(names, response.predictions, truths, strict=True):
+        mark = "" if truth is None else ("  ✓" if truth == prediction.digit else f"  ✗ (true {truth})")
+        right += truth == prediction.digit
+        print(f"{name}: {prediction.digit}  p(3)={prediction.p_three:.4f}  version {prediction.model_version}{mark}")
+    if args.command == "samples":
+        print(f"{right}/{len(names)} correct")
+    return 0
+
+
+def info(channel: grpc.Channel) -> int:
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    print(f"health: {health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)}")
+    try:
+        m = pb_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+    except grpc.RpcError as err:
+        print(f"model: none ({err.details()})")
+        return 1
+    loaded = m.loaded_at.ToDatetime().isoformat(timespec="seconds")
+    print(f"model: {m.name}@{m.alias} version {m.version} ({m.recipe}, test accuracy {100 * m.test_accuracy:.2f}%)")
+    print(f"run: {m.run_id}; loaded {loaded}Z")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m service.client", description=__doc__)
+    p.add_argument("--target", default="localhost:50051", help="service address (default: localhost:50051)")
+    sub = p.add_subparsers(dest="command", required=True)
+    files = sub.add_parser("classify", help="classify PNG/JPEG files or .npy arrays")
+    files.add_argument("files", nargs="+", help="images (any size, either polarity) or .npy of 784-pixel rows")
+    samples = sub.add_parser("samples", help="classify N random images from the MNIST test split")
+    samples.add_argument("-n", "--count", type=int, default=10, help="how many (default: 10)")
+    samples.add_argument("--seed", type=int, default=0, help="which ones (default: 0)")
+    samples.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
+    sub.add_parser("info", help="health and the model being served")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            if args.command == "info":
+                return info(channel)
+            return classify(pb_grpc.ClassifierStub(channel), args)
+        except grpc.RpcError as err:
+            print(f"{args.target}: {err.code().name}: {err.details()}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`python -m trainer` as a user runs it: errors, exit codes, the summary line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _trainer(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--recipe", "resnet"], "invalid choice: 'resnet'"),
+        (["--epochs", "0"], "expected a positive int, got 0"),
+        (["--lr", "-0.1"], "expected a positive float, got -0.1"),
+        (["--lr", "fast"], "expected a positive float, got 'fast'"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_error_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    result = _trainer(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and needle in error_lines[0]
+
+
+def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
+    result = _trainer("--data-dir", str(tmp_path / "nowhere"), "--quiet", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "--data-dir" in result.stderr and "MNIST_DATA_DIR" in result.stderr
+
+
+@pytest.mark.slow
+def test_default_recipe_trains_registers_and_prints_a_summary(mnist_dir: str, tmp_path: Path) -> None:
+    """The default (CNN) recipe end to end in a fresh directory: the embedded SQLite default store."""
+    result = _trainer("--quiet", cwd=tmp_path, env_extra={"MLFLOW_TRACKING_URI": "", "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("run ") and "· cnn ·" in summary
+    assert "mnist-3v7 version 1 · @champion moved: no version held @champion" in summary
+    errors = int(summary.split("% (")[1].split(" errors")[0])
+    assert errors <= 2, summary  # ≥ 99.9% on the 2038 test images
+    assert (tmp_path / "mlflow.db").exists()
