@@ -1,0 +1,117 @@
+"""A real SQLite registry with real trained models, and a real server on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import mlflow
+import numpy as np
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from mlflow import MlflowClient
+
+from service.config import ServiceConfig
+from service.server import Service, create_service
+from trainer.cli import run
+from trainer.config import parse_config
+
+MODEL = "mnist-3v7"
+
+
+@dataclass(frozen=True)
+class Registry:
+    uri: str
+    good: str  # version held by @champion at the start
+    other_good: str  # a second working version, no alias
+    broken: str  # loads, but answers (N, 2): the smoke test must refuse it
+
+
+class TwoOutputs(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x[:, :2])  # (N, 2): the wrong shape
+
+
+def register_broken(uri: str) -> str:
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_name="broken"):
+        info = mlflow.pytorch.log_model(
+            TwoOutputs(),
+            name="model",
+            input_example=np.zeros((2, 784), np.float32),
+            serialization_format="pt2",
+            pip_requirements=["torch"],
+        )
+    version = MlflowClient().create_model_version(MODEL, info.model_uri, tags={"recipe": "broken"})
+    return str(version.version)
+
+
+def set_alias(uri: str, version: str, alias: str = "champion") -> None:
+    MlflowClient(uri, uri).set_registered_model_alias(MODEL, alias, version)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory, mnist_dir: str) -> Registry:
+    """Two real MLP versions (trained for 2 epochs) and one broken pt2 program."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    first = run(parse_config(["--quiet", "--recipe", "mlp", "--epochs", "2"]))
+    second = run(parse_config(["--quiet", "--recipe", "mlp", "--epochs", "2", "--seed", "1", "--force-promote"]))
+    assert first.version and second.version
+    set_alias(uri, first.version)
+    return Registry(uri=uri, good=first.version, other_good=second.version, broken=register_broken(uri))
+
+
+def config_for(uri: str, **overrides: object) -> ServiceConfig:
+    settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, "poll_seconds": 0.2, "metrics_port": 0}
+    return ServiceConfig(tracking_uri=uri, **(settings | overrides))  # type: ignore[arg-type]
+
+
+def health_status(channel: grpc.Channel, service: str = "") -> str:
+    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def wait_for(condition: object, timeout: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@contextmanager
+def running(config: ServiceConfig) -> Iterator[tuple[Service, grpc.Channel]]:
+    service = create_service(config)
+    service.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
+    try:
+        yield service, channel
+    finally:
+        channel.close()
+        service.shutdown(grace=1)
+
+
+@pytest.fixture
+def served(registry: Registry) -> Iterator[tuple[Service, grpc.Channel]]:
+    """A server on @champion = the first good version, already SERVING."""
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri, max_batch=64)) as (service, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        yield service, channel
+
+
+@pytest.fixture(scope="session")
+def test_images(mnist_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 2038 test images as (N, 784) uint8 and their digits (3 or 7)."""
+    from trainer.data import load_dataset
+
+    test = load_dataset(mnist_dir, seed=0).test
+    return test.images.numpy(), np.where(test.labels.numpy() == 1, 3, 7)

@@ -1,0 +1,39 @@
+"""Pixel decoding: every client mistake gets a message that says what was expected and what came."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.pixels import InvalidInputError, check_batch_size, from_floats, from_uint8
+
+
+def test_uint8_scales_to_unit_range() -> None:
+    raw = bytes(range(256)) * 3 + bytes(784 - 768)
+    out = from_uint8(raw, count=1)
+    assert out.shape == (1, 784) and out.dtype == np.float32
+    assert out[0, 255] == pytest.approx(1.0) and out[0, 0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("values", "count", "needle"),
+    [
+        (np.zeros(783, np.float32), 1, "expected 784 float32 pixels, got 783"),
+        (np.zeros(0, np.float32), 1, "empty"),
+        (np.full(784, np.nan, np.float32), 1, "is nan; expected a finite value"),
+        (np.full(784, np.inf, np.float32), 1, "is inf"),
+        (np.full(784, 255.0, np.float32), 1, "must lie in [0, 1], got values in [255, 255]"),
+        (np.zeros(784 * 3, np.float32), 2, "expected 2×784 = 1568 float32 pixels, got 2352"),
+        (np.zeros(800, np.float32), None, "a multiple of 784"),
+    ],
+)
+def test_float_mistakes(values: np.ndarray, count: int | None, needle: str) -> None:
+    with pytest.raises(InvalidInputError, match=None) as err:
+        from_floats(values, count=count)
+    assert needle in str(err.value)
+
+
+def test_batch_limit() -> None:
+    check_batch_size(8, 8)
+    with pytest.raises(InvalidInputError, match="batch of 9 images is over this server's maximum of 8"):
+        check_batch_size(9, 8)
