@@ -1,0 +1,46 @@
+"""Train a recipe on a given device with the trainer's own data, recipe and loop (no MLflow), and report
+test accuracy: `python bench/device_check.py --device cuda --seeds 0,1,2`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trainer.data import load_dataset
+from trainer.loop import evaluate, fit
+from trainer.recipes import DEFAULT_RECIPE, RECIPES
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cuda", help="torch device (default: cuda)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe (default: {DEFAULT_RECIPE})")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"torch {torch.__version__} on {name}")
+    for seed in map(int, args.seeds.split(",")):
+        data = load_dataset(args.data_dir, seed)
+        recipe = RECIPES[args.recipe]
+        torch.manual_seed(seed)
+        net = recipe.build().to(device)
+        start = time.perf_counter()
+        fit(net, recipe, data.train, data.val, device, seed, on_epoch=lambda s: None)
+        test = evaluate(net, data.test, recipe.loss, device)
+        wall = time.perf_counter() - start
+        print(
+            f"{args.recipe} seed {seed} on {device.type}: test accuracy {100 * test.accuracy:.2f}% "
+            f"({test.errors} errors), {wall:.1f}s"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Settings: flags win over environment, environment over defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import ConfigError, load_config
+
+
+def test_precedence() -> None:
+    env = {"MODEL_NAME": "from-env", "GRPC_PORT": "6000", "POLL_SECONDS": "2.5", "MLFLOW_TRACKING_URI": "http://m:5000"}
+    config = load_config(["--port", "7000"], env)
+    assert (config.model_name, config.port, config.poll_seconds) == ("from-env", 7000, 2.5)
+    assert config.tracking_uri == "http://m:5000"
+    defaults = load_config([], {})
+    assert (defaults.port, defaults.alias, defaults.poll_seconds, defaults.tracking_uri) == (
+        50051,
+        "champion",
+        10.0,
+        "sqlite:///mlflow.db",
+    )
+
+
+def test_bad_values_name_the_setting() -> None:
+    with pytest.raises(ConfigError, match="MAX_BATCH: expected int, got 'lots'"):
+        load_config([], {"MAX_BATCH": "lots"})
+    with pytest.raises(ConfigError, match=r"--port/GRPC_PORT: expected 0\.\.65535"):
+        load_config(["--port", "70000"], {})

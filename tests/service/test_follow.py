@@ -1,0 +1,125 @@
+"""Following the registry: start with nothing, swap versions under load, refuse broken ones, keep serving."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from tests.service.conftest import Registry, config_for, health_status, running, set_alias, wait_for
+
+pytestmark = pytest.mark.slow
+ZERO = pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)))
+
+
+def test_starts_without_a_model_then_serves_once_one_is_registered(mnist_dir: str, tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from trainer.cli import run
+    from trainer.config import parse_config
+
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    with running(config_for(uri)) as (_, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        assert health_status(channel) == "NOT_SERVING"
+        assert health_status(channel, "mnist37.v1.Classifier") == "NOT_SERVING"
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Classify(ZERO, timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "mnist-3v7@champion" in err.value.details()  # says what is missing
+        mlflow.set_tracking_uri(uri)
+        result = run(parse_config(["--quiet", "--recipe", "mlp", "--epochs", "1"]))
+        assert MlflowClient().get_registered_model("mnist-3v7").aliases == {"champion": 1}
+        wait_for(lambda: health_status(channel) == "SERVING")
+        assert stub.Classify(ZERO, timeout=5).prediction.model_version == result.version
+
+
+def test_alias_move_under_load_has_zero_failed_calls(registry: Registry) -> None:
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri)) as (_, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        stub = pb_grpc.ClassifierStub(channel)
+        stop = threading.Event()
+        seen: list[str] = []
+        failures: list[str] = []
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(stub.Classify(ZERO, timeout=5).prediction.model_version)
+                except grpc.RpcError as err:
+                    failures.append(f"{err.code()}: {err.details()}")
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(seen) > 50)
+        set_alias(registry.uri, registry.other_good)
+        wait_for(lambda: seen[-1] == registry.other_good and seen.count(registry.other_good) > 50)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert seen[0] == registry.good and seen[-1] == registry.other_good
+        first_new = seen.index(registry.other_good)
+        # Once the swap is seen, the old version answers only calls that were already in flight.
+        assert seen[first_new:].count(registry.good) <= len(threads)
+
+
+def test_broken_version_is_refused_and_the_old_one_keeps_serving(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri)) as (_, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        set_alias(registry.uri, registry.broken)
+        wait_for(lambda: any(f"refused version {registry.broken}" in r.getMessage() for r in caplog.records))
+        stub = pb_grpc.ClassifierStub(channel)
+        assert stub.Classify(ZERO, timeout=5).prediction.model_version == registry.good
+        assert health_status(channel) == "SERVING"
+        assert "expected output shape (1,)" in next(
+            r.getMessage() for r in caplog.records if "refused" in r.getMessage()
+        )
+        set_alias(registry.uri, registry.other_good)  # a good version after a broken one is still taken
+        wait_for(lambda: stub.Classify(ZERO, timeout=5).prediction.model_version == registry.other_good)
+
+
+def test_registry_outage_after_start_does_not_stop_serving(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri)) as (service, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        calls = []
+
+        def unreachable(*args: object) -> None:
+            calls.append(args)
+            raise ConnectionError("registry unreachable")
+
+        monkeypatch.setattr(service.follower._client, "get_model_version_by_alias", unreachable)
+        wait_for(lambda: len(calls) >= 3)
+        stub = pb_grpc.ClassifierStub(channel)
+        assert stub.Classify(ZERO, timeout=5).prediction.model_version == registry.good
+        assert health_status(channel) == "SERVING"
+
+
+def test_accuracy_through_the_service_equals_the_trainers(registry: Registry, test_images: tuple) -> None:
+    from mlflow import MlflowClient
+
+    set_alias(registry.uri, registry.good)
+    images, digits = test_images
+    with running(config_for(registry.uri)) as (_, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        stub = pb_grpc.ClassifierStub(channel)
+        answered = []
+        for start in range(0, len(images), 1000):
+            batch = [pb.Image(uint8=im.tobytes()) for im in images[start : start + 1000]]
+            answered += [p.digit for p in stub.ClassifyBatch(pb.ClassifyBatchRequest(images=batch)).predictions]
+    accuracy = float(np.mean(np.array(answered) == digits))
+    assert len(answered) == 2038
+    tag = MlflowClient(registry.uri, registry.uri).get_model_version("mnist-3v7", registry.good).tags["test_accuracy"]
+    assert accuracy == pytest.approx(float(tag), abs=1e-6)

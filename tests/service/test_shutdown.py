@@ -1,0 +1,90 @@
+"""`python -m service` as a process: SIGTERM drains in-flight calls and exits 0; bad settings fail fast."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from tests.service.conftest import Registry, health_status, set_alias, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> None:
+    set_alias(registry.uri, registry.good)
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "--poll-seconds", "1", "--grace-seconds", "10"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        wait_for(lambda: _serving(channel), timeout=60)
+        stub = pb_grpc.ClassifierStub(channel)
+        sent = threading.Event()
+        answers: list[pb.ClassifyResponse] = []
+
+        def slow_requests():  # a stream still sending when SIGTERM arrives
+            for i in range(6):
+                yield pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)), request_id=str(i))
+                sent.set()
+                time.sleep(0.3)
+
+        stream = threading.Thread(target=lambda: answers.extend(stub.ClassifyStream(slow_requests(), timeout=30)))
+        stream.start()
+        sent.wait(10)
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: health_status(channel) == "NOT_SERVING", timeout=5)
+        stream.join(30)
+        assert [a.request_id for a in answers] == [str(i) for i in range(6)]  # the in-flight call finished
+        assert proc.wait(timeout=30) == 0
+        with pytest.raises(grpc.RpcError):
+            stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=2)
+        channel.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stdout.read() if proc.stdout else ""
+    assert "received SIGTERM" in log and "stopped" in log
+
+
+def _serving(channel: grpc.Channel) -> bool:
+    try:
+        return health_status(channel) == "SERVING"
+    except grpc.RpcError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--port", "http"], "--port: expected int, got 'http'"), (["--poll-seconds", "0"], "--poll-seconds")],
+)
+def test_bad_settings_fail_fast_naming_the_setting(args: list[str], needle: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and needle in result.stderr
+
+
+def test_environment_names_the_setting_too() -> None:
+    env = {**os.environ, "GRPC_PORT": "-5"}
+    result = subprocess.run([sys.executable, "-m", "service"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and "GRPC_PORT" in result.stderr
