@@ -53,6 +53,14 @@ def classify(stub: pb_grpc.ClassifierStub, args: argparse.Namespace) -> int:
     return 0
 
 
+def health(channel: grpc.Channel) -> int:
+    """Exit 0 only when the server reports SERVING (for container health checks)."""
+    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
 def info(channel: grpc.Channel) -> int:
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
     print(f"health: {health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)}")
@@ -78,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--seed", type=int, default=0, help="which ones (default: 0)")
     samples.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
     sub.add_parser("info", help="health and the model being served")
+    sub.add_parser("health", help="print the health status; exit 0 only when SERVING")
     return p
 
 
@@ -87,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "info":
                 return info(channel)
+            if args.command == "health":
+                return health(channel)
             return classify(pb_grpc.ClassifierStub(channel), args)
         except grpc.RpcError as err:
             print(f"{args.target}: {err.code().name}: {err.details()}", file=sys.stderr)
