@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import mlflow
 import torch
 from mlflow import MlflowClient
+from mlflow.models.model import ModelInfo
 from tqdm import tqdm
 
 from trainer import registry, robustness
@@ -94,7 +95,7 @@ def _train_and_log(
     return net, metrics
 
 
-def _register(config: TrainConfig, run_id: str, model_uri: str, metrics: dict[str, float]) -> tuple[str, Promotion]:
+def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[str, float]) -> tuple[str, Promotion]:
     client = MlflowClient()
     recipe = config.recipe
     tags = {k: f"{v:.6g}" for k, v in metrics.items() if not k.startswith("robust_")}
@@ -103,7 +104,7 @@ def _register(config: TrainConfig, run_id: str, model_uri: str, metrics: dict[st
         f"{recipe.name} recipe, seed {config.seed}: test accuracy {100 * metrics['test_accuracy']:.2f}% "
         f"({int(metrics['test_errors'])} errors), validation accuracy {100 * metrics['val_accuracy']:.2f}%."
     )
-    version = registry.register(client, config.model_name, model_uri, run_id, tags, description)
+    version = registry.register(client, config.model_name, info.model_uri, info.model_id, run_id, tags, description)
     number = str(version.version)  # an int from some stores, a string from others
     promotion = registry.promote(
         client, config.model_name, config.alias, number, metrics["val_accuracy"], config.force_promote
@@ -128,7 +129,7 @@ def run(config: TrainConfig) -> TrainingResult:
         version, promotion = (None, None)
         if config.register:
             with log.watch.timing():
-                version, promotion = _register(config, active.info.run_id, info.model_uri, metrics)
+                version, promotion = _register(config, active.info.run_id, info, metrics)
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
         raise

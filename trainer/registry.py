@@ -26,16 +26,19 @@ def _missing(err: MlflowException) -> bool:
 
 
 def register(
-    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str], description: str
+    client: MlflowClient, name: str, model_uri: str, model_id: str, run_id: str, tags: dict[str, str], description: str
 ) -> ModelVersion:
-    """Create the registered model if needed and add a version for `model_uri`."""
+    """Create the registered model if needed and add a version for the logged model `model_id`."""
     try:
         client.get_registered_model(name)
     except MlflowException as err:
         if not _missing(err):
             raise
         client.create_registered_model(name, description=MODEL_DESCRIPTION)
-    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags, description=description)
+    # A tracking server accepts a models:/ source only together with the logged model's id.
+    return client.create_model_version(
+        name, model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
+    )
 
 
 def holder_val_accuracy(client: MlflowClient, version: ModelVersion) -> float | None:
