@@ -26,6 +26,9 @@ class ServiceConfig:
     max_batch: int = 1024
     max_message_bytes: int = 8 * 1024 * 1024
     grace_seconds: float = 10.0
+    # Time between health turning NOT_SERVING and the port closing, so health checkers and load
+    # balancers see the service leave before its connections are refused; counted inside the grace.
+    drain_seconds: float = 1.0
     workers: int = 16
 
 
@@ -41,6 +44,7 @@ _SETTINGS: dict[str, tuple[str, str, type]] = {
     "max_batch": ("--max-batch", "MAX_BATCH", int),
     "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int),
     "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float),
+    "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float),
     "workers": ("--workers", "GRPC_WORKERS", int),
 }
 

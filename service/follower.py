@@ -28,6 +28,8 @@ def load_pt2(uri: str) -> PredictFn:
     module = mlflow.pytorch.load_model(uri)
 
     def predict(images: np.ndarray) -> np.ndarray:
+        if not images.flags.writeable:  # decoded straight from the request buffer; torch wants writable memory
+            images = images.copy()
         with torch.inference_mode():
             out: np.ndarray = module(torch.from_numpy(images)).numpy()
         return out

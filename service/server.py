@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
@@ -50,10 +51,12 @@ class Service:
         self.server.start()
         self.follower.start()
 
-    def shutdown(self, grace: float) -> None:
-        """NOT_SERVING first, then refuse new calls and let in-flight ones finish within `grace`."""
+    def shutdown(self, grace: float, drain: float = 0.0) -> None:
+        """NOT_SERVING first; after `drain` seconds refuse new calls; in-flight ones finish within `grace`."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        drain = min(drain, grace)
+        time.sleep(drain)  # still answering, so health checks can observe NOT_SERVING
+        self.server.stop(grace - drain).wait()
         self.follower.stop()
 
 
@@ -119,6 +122,6 @@ def serve(config: ServiceConfig) -> int:
         config.metrics_port or "off",
     )
     stop.wait()
-    service.shutdown(config.grace_seconds)
+    service.shutdown(config.grace_seconds, config.drain_seconds)
     logger.info("stopped")
     return 0

@@ -31,7 +31,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--poll-seconds", "1", "--grace-seconds", "10"],
+        [sys.executable, "-m", "service", "--poll-seconds", "1", "--grace-seconds", "10", "--drain-seconds", "3"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -44,19 +44,19 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
         sent = threading.Event()
         answers: list[pb.ClassifyResponse] = []
 
-        def slow_requests():  # a stream still sending when SIGTERM arrives
-            for i in range(6):
+        def slow_requests():  # a stream still sending when SIGTERM arrives and after the port closes
+            for i in range(10):
                 yield pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)), request_id=str(i))
                 sent.set()
-                time.sleep(0.3)
+                time.sleep(0.5)
 
         stream = threading.Thread(target=lambda: answers.extend(stub.ClassifyStream(slow_requests(), timeout=30)))
         stream.start()
         sent.wait(10)
         proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: health_status(channel) == "NOT_SERVING", timeout=5)
+        wait_for(lambda: health_status(channel) == "NOT_SERVING", timeout=3)  # seen within the drain window
         stream.join(30)
-        assert [a.request_id for a in answers] == [str(i) for i in range(6)]  # the in-flight call finished
+        assert [a.request_id for a in answers] == [str(i) for i in range(10)]  # the in-flight call finished
         assert proc.wait(timeout=30) == 0
         with pytest.raises(grpc.RpcError):
             stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=2)
