@@ -19,7 +19,7 @@ from trainer.config import ConfigError, TrainConfig, parse_config
 from trainer.data import Dataset3v7, DataUnavailableError, Split, load_dataset
 from trainer.loop import EpochStats, evaluate, fit
 from trainer.registry import Promotion
-from trainer.tracking import RunLog, recipe_params
+from trainer.tracking import RunLog, Stopwatch, recipe_params
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +117,11 @@ def run(config: TrainConfig) -> TrainingResult:
     start = time.perf_counter()
     device = pick_device(config.device)
     data = load_dataset(config.data_dir, config.seed)
-    mlflow.set_experiment(config.experiment)
-    log = RunLog()
-    active = mlflow.start_run(run_name=f"{config.recipe.name}-seed{config.seed}")
+    watch = Stopwatch()
+    with watch.timing():
+        mlflow.set_experiment(config.experiment)
+        active = mlflow.start_run(run_name=f"{config.recipe.name}-seed{config.seed}")
+    log = RunLog(active.info.run_id, watch)
     try:
         log.params(recipe_params(config.recipe) | {"seed": config.seed, "device": device.type, "limit": config.limit})
         log.dataset(data)
@@ -131,9 +133,11 @@ def run(config: TrainConfig) -> TrainingResult:
             with log.watch.timing():
                 version, promotion = _register(config, active.info.run_id, info, metrics)
     except KeyboardInterrupt:
+        log.abandon()
         mlflow.end_run("KILLED")
         raise
     except BaseException:
+        log.abandon()
         mlflow.end_run("FAILED")
         raise
     with log.watch.timing():

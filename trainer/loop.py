@@ -35,7 +35,7 @@ def loss_fn(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 
 @torch.inference_mode()
-def evaluate(net: nn.Module, split: Split, loss: str, device: torch.device, batch: int = 4096) -> Evaluation:
+def evaluate(net: nn.Module, split: Split, loss: str, device: torch.device, batch: int = 512) -> Evaluation:
     """Loss, accuracy and p(three) of `net` on a split, 0.5 the decision threshold."""
     net.eval()
     logits = torch.cat(

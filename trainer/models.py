@@ -42,31 +42,36 @@ class MLP(nn.Module):
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    # A stride-2 convolution downsamples by itself: no pooling pass and a quarter of the outputs
+    # to compute. On 2 CPU cores an epoch took ~2.3× less time than with conv → max-pool blocks,
+    # for the same accuracy given a few more epochs (README, "Training").
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
     )
 
 
 class CNN(nn.Module):
-    """Two 3×3 conv blocks (16, 32 channels) and a small head."""
+    """Two stride-2 3×3 conv blocks (16, 32 channels: 28×28 → 14×14 → 7×7) and a small head."""
 
     def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 64, dropout: float = 0.3) -> None:
         super().__init__()
         c1, c2 = channels
         self.features = nn.Sequential(_conv_block(1, c1), _conv_block(c1, c2))  # (N, c2, 7, 7)
+        self.features.to(memory_format=torch.channels_last)  # oneDNN's native layout on the CPU
+        # Dropout on the hidden units rather than the flattened features: drawing a mask for 64
+        # values instead of 1568 per image made an epoch ~25% faster on 2 CPU cores.
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
             nn.Linear(c2 * 7 * 7, hidden),
             nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(hidden, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28)
+        x = ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28).contiguous(memory_format=torch.channels_last)
         return self.head(self.features(x)).squeeze(-1)
 
     def first_layer_weights(self) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -14,6 +17,8 @@ import numpy as np
 import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 from mlflow.models.model import ModelInfo
 
 from trainer import figures
@@ -39,6 +44,60 @@ class Stopwatch:
             yield
         finally:
             self.seconds += time.perf_counter() - start
+
+
+class MetricWriter:
+    """Writes metrics from a background thread, batching whatever has queued up, so the training
+    loop never waits on the store. MLflow's own asynchronous logging polls its queue with a
+    one-second timeout, which made every flush and end_run wait up to a second; this one wakes
+    as soon as it is closed."""
+
+    _BATCH_LIMIT = 1000  # metrics per log_batch call, as the tracking API allows
+
+    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+        self._run_id = run_id
+        self._client = client or MlflowClient()
+        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def put(self, metrics: dict[str, float], step: int) -> None:
+        timestamp = int(time.time() * 1000)
+        self._queue.put([Metric(key, float(value), timestamp, step) for key, value in metrics.items()])
+
+    def close(self) -> None:
+        """Wait until everything put so far is written; raise the first error the writer met."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _drain(self) -> None:
+        closing = False
+        while not closing:
+            batch: list[Metric] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    closing = True
+                else:
+                    batch.extend(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._write(batch)
+
+    def _write(self, batch: list[Metric]) -> None:
+        if self._error is not None:
+            return  # the run is failing anyway; the first error is the one to report
+        try:
+            for i in range(0, len(batch), self._BATCH_LIMIT):
+                self._client.log_batch(self._run_id, metrics=batch[i : i + self._BATCH_LIMIT])
+        except Exception as err:
+            self._error = err
 
 
 @dataclass
@@ -70,9 +129,10 @@ def recipe_params(recipe: Recipe) -> dict[str, Any]:
 class RunLog:
     """Writes one training run into the active MLflow run."""
 
-    def __init__(self) -> None:
-        self.watch = Stopwatch()
+    def __init__(self, run_id: str, watch: Stopwatch | None = None) -> None:
+        self.watch = watch or Stopwatch()
         self.history = History()
+        self._metrics = MetricWriter(run_id)
 
     def params(self, params: dict[str, Any]) -> None:
         with self.watch.timing():
@@ -82,13 +142,12 @@ class RunLog:
         self.history.add(stats)
         metrics = {"train_loss": stats.train_loss, "val_loss": stats.val.loss, "val_accuracy": stats.val.accuracy}
         with self.watch.timing():
-            # Asynchronous: the loop does not wait on the store between epochs.
-            mlflow.log_metrics(metrics, step=stats.epoch, synchronous=False)
+            self._metrics.put(metrics, step=stats.epoch)
 
     def initial(self, val: Evaluation) -> None:
         """Step 0: the untrained network, so curves show where training started."""
         with self.watch.timing():
-            mlflow.log_metrics({"val_loss": val.loss, "val_accuracy": val.accuracy}, step=0, synchronous=False)
+            self._metrics.put({"val_loss": val.loss, "val_accuracy": val.accuracy}, step=0)
 
     def dataset(self, data: Dataset3v7) -> None:
         with self.watch.timing(), warnings.catch_warnings():
@@ -128,7 +187,10 @@ class RunLog:
     def model(self, net: torch.nn.Module, example: np.ndarray) -> ModelInfo:
         """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,)."""
         served = Probability(net).eval().cpu()
-        with self.watch.timing():
+        with self.watch.timing(), warnings.catch_warnings():
+            # Channels-last weights are not "complete" tensors to the pt2 packer, so it rebuilds each
+            # from its storage and warns; on the CPU that is exact (a test compares the outputs).
+            warnings.filterwarnings("ignore", message="No complete tensor found in the group")
             return mlflow.pytorch.log_model(
                 served,
                 name="model",
@@ -138,5 +200,11 @@ class RunLog:
             )
 
     def flush(self) -> None:
+        """Wait for the per-epoch metrics to reach the store."""
         with self.watch.timing():
-            mlflow.flush_async_logging()
+            self._metrics.close()
+
+    def abandon(self) -> None:
+        """On a failing run: keep the curves written so far, but let the original error through."""
+        with contextlib.suppress(Exception):
+            self._metrics.close()

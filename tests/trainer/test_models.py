@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from trainer.augment import Augmentation
+from trainer.augment import Augmentation, _max3x3
 from trainer.loop import loss_fn
 from trainer.models import CNN, MLP, Probability, SingleLayer
 from trainer.recipes import RECIPES
@@ -44,6 +48,31 @@ def test_augmentation_keeps_shape_range_and_is_seeded() -> None:
     b = aug(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
+
+
+def test_stroke_thickening_equals_torch_max_pooling() -> None:
+    x = torch.rand(8, 1, 28, 28)
+    assert torch.equal(_max3x3(x), F.max_pool2d(x, 3, stride=1, padding=1))
+    assert torch.equal(-_max3x3(-x), -F.max_pool2d(-x, 3, stride=1, padding=1))  # thinning, borders included
+
+
+def test_cnn_survives_the_pt2_round_trip_in_channels_last(tmp_path: Path) -> None:
+    """The served CNN keeps its weights channels-last (faster on the CPU); export, save and load are exact."""
+    torch.manual_seed(0)
+    net = CNN()
+    for module in net.modules():  # non-trivial running statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    served = Probability(net).eval()
+    program = torch.export.export(served, (torch.rand(5, 784),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        torch.export.save(program, tmp_path / "cnn.pt2")
+    loaded = torch.export.load(tmp_path / "cnn.pt2").module()
+    x = torch.rand(64, 784)
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), served(x))
 
 
 def test_flags_override_recipe_and_keep_enough_logged_points() -> None:
