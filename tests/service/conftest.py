@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from service.config import ServiceConfig
 from service.server import Service, create_service
+from tests.conftest import new_store, wait_until
 from trainer.cli import run
 from trainer.config import parse_config
 
@@ -56,8 +57,7 @@ def set_alias(uri: str, version: str, alias: str = "champion") -> None:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, mnist_dir: str) -> Registry:
     """Two real MLP versions (trained for 2 epochs) and one broken pt2 program."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
+    uri = new_store(tmp_path_factory.mktemp("registry"))
     first = run(parse_config(["--quiet", "--recipe", "mlp", "--epochs", "2"]))
     second = run(parse_config(["--quiet", "--recipe", "mlp", "--epochs", "2", "--seed", "1", "--force-promote"]))
     assert first.version and second.version
@@ -75,15 +75,8 @@ def health_status(channel: grpc.Channel, service: str = "") -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
-def wait_for(condition: object, timeout: float = 20.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    wait_until(condition, timeout)
 
 
 @contextmanager

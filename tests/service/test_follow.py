@@ -11,6 +11,7 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from tests.conftest import new_store
 from tests.service.conftest import Registry, config_for, health_status, running, set_alias, wait_for
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def test_starts_without_a_model_then_serves_once_one_is_registered(mnist_dir: st
     from trainer.cli import run
     from trainer.config import parse_config
 
-    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    uri = new_store(tmp_path)
     with running(config_for(uri)) as (_, channel):
         stub = pb_grpc.ClassifierStub(channel)
         assert health_status(channel) == "NOT_SERVING"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,20 +14,15 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from tests.conftest import free_port
 from tests.service.conftest import Registry, health_status, set_alias, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> None:
     set_alias(registry.uri, registry.good)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--poll-seconds", "1", "--grace-seconds", "10", "--drain-seconds", "3"],

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,16 +16,10 @@ import psycopg2
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 PG_DSN = "host=127.0.0.1 port=5432 dbname=postgres"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Topology:
@@ -35,7 +27,7 @@ class Topology:
 
     def __init__(self, database: str, artifacts: Path) -> None:
         self.compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-        self.mlflow_port, self.grpc_port, self.metrics_port = _free_port(), _free_port(), _free_port()
+        self.mlflow_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.replacements = [
             (f"@postgres:5432/{self.env('postgres')['POSTGRES_DB']}", f"@127.0.0.1:5432/{database}"),
             ("mlflow:5000", f"127.0.0.1:{self.mlflow_port}"),
@@ -97,15 +89,6 @@ def database() -> Iterator[str]:
         conn.close()
 
 
-def _wait(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not within {timeout}s")
-
-
 def _passes(argv: list[str], env: dict[str, str] | None = None) -> bool:
     return subprocess.run(argv, capture_output=True, timeout=30, env=env).returncode == 0
 
@@ -126,7 +109,9 @@ def test_compose_topology_trains_serves_and_switches(mnist_dir: str, database: s
                 stderr=subprocess.STDOUT,
             )
         )
-        _wait(lambda: procs[0].poll() is None and _passes(top.healthcheck("mlflow")), 120, "mlflow healthy")
+        wait_until(
+            lambda: procs[0].poll() is None and _passes(top.healthcheck("mlflow")), 120, "mlflow healthy", every=0.5
+        )
         assert procs[0].poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
 
         train = top.command("trainer", "--recipe", "mlp", "--epochs", "2")  # as `docker compose run trainer …`
@@ -146,7 +131,7 @@ def test_compose_topology_trains_serves_and_switches(mnist_dir: str, database: s
             )
         )
         health = top.healthcheck("inference")
-        _wait(lambda: _passes(health), 120, "inference healthy")
+        wait_until(lambda: _passes(health), 120, "inference healthy", every=0.5)
 
         client = [sys.executable, "-m", "service.client", "--target", f"127.0.0.1:{top.grpc_port}"]
         answer = subprocess.run([*client, "samples", "-n", "5"], capture_output=True, text=True, timeout=60)
@@ -166,7 +151,7 @@ def test_compose_topology_trains_serves_and_switches(mnist_dir: str, database: s
             out = subprocess.run([*client, "info"], capture_output=True, text=True, timeout=30).stdout
             return "version 2" in out
 
-        _wait(switched, 60, "service on version 2")
+        wait_until(switched, 60, "service on version 2", every=0.5)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{top.metrics_port}/metrics", timeout=5).read().decode()
         assert 'mnist37_served_model_version{alias="champion",model="mnist-3v7"} 2.0' in metrics
     finally:
