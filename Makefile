@@ -35,9 +35,9 @@ test: lint
 test-fast: lint
 	$(TEST_ENV) $(BIN)/pytest -q -m 'not slow'
 
-## run: train the default recipe if the alias is empty, then serve it and the MLflow UI
+## run: train the default recipe (or RECIPE=...) if the alias is empty, then serve it and the MLflow UI
 run: $(STAMP)
-	$(PY) -m service.stack
+	$(PY) -m service.stack $(if $(RECIPE),--recipe $(RECIPE))
 
 bench: $(STAMP)
 	$(PY) bench/train.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -22,14 +23,23 @@ def alias_holder(uri: str, name: str, alias: str) -> str | None:
     return None if version is None else str(version)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.stack",
+        description="Train if the alias holds no model, then serve it over gRPC and run the MLflow UI. "
+        "Environment: MLFLOW_TRACKING_URI, MODEL_NAME, MODEL_ALIAS, GRPC_PORT, MLFLOW_UI_PORT.",
+    )
+    parser.add_argument("--recipe", help="recipe to train when the alias is empty (default: the trainer's)")
+    args = parser.parse_args(argv)
     uri = os.environ.setdefault("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     name, alias = os.environ.get("MODEL_NAME", "mnist-3v7"), os.environ.get("MODEL_ALIAS", "champion")
     ui_port, grpc_port = os.environ.get("MLFLOW_UI_PORT", "5000"), os.environ.get("GRPC_PORT", "50051")
     held = alias_holder(uri, name, alias)
     if held is None:
-        print(f"== {name}@{alias} holds no model yet: training the default recipe into {uri}", flush=True)
-        trained = subprocess.run([sys.executable, "-m", "trainer", "--model-name", name, "--alias", alias])
+        recipe = ["--recipe", args.recipe] if args.recipe else []
+        print(f"== {name}@{alias} holds no model yet: training {args.recipe or 'the default recipe'} into {uri}")
+        sys.stdout.flush()
+        trained = subprocess.run([sys.executable, "-m", "trainer", "--model-name", name, "--alias", alias, *recipe])
         if trained.returncode != 0:
             return trained.returncode
     else:
