@@ -40,7 +40,8 @@ run: $(STAMP)
 	$(PY) -m service.stack $(if $(RECIPE),--recipe $(RECIPE))
 
 bench: $(STAMP)
-	$(PY) bench/train.py
+	$(TEST_ENV) $(PY) bench/train.py
+	$(TEST_ENV) $(PY) bench/serve.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from service.batching import CoalescingPredictor
 from service.config import ServiceConfig
 from service.predictor import PredictFn, ServedModel, smoke_test
 
@@ -103,7 +104,7 @@ class RegistryFollower:
             test_accuracy=float(tags.get("test_accuracy", "nan")),
             recipe=tags.get("recipe", ""),
             loaded_at=datetime.now(UTC),
-            predict=predict,
+            predict=CoalescingPredictor(predict),  # concurrent calls share forward passes
         )
         self._current = model
         logger.info("serving version %s of %s (was %s)", version, name, current.version if current else "nothing")

@@ -1,4 +1,5 @@
-"""`python -m service` as a process: SIGTERM drains in-flight calls and exits 0; bad settings fail fast."""
+"""`python -m service` as a process: SIGTERM drains in-flight calls and exits 0; an unreachable registry at
+start-up is waited for; bad settings fail fast."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -60,6 +62,57 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
             proc.kill()
     log = proc.stdout.read() if proc.stdout else ""
     assert "received SIGTERM" in log and "stopped" in log
+
+
+def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, tmp_path: Path) -> None:
+    set_alias(registry.uri, registry.good)
+    grpc_port, registry_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{registry_port}",  # nothing listens there yet
+        "GRPC_PORT": str(grpc_port),
+        "METRICS_PORT": "0",
+    }
+    service = subprocess.Popen(
+        [sys.executable, "-m", "service", "--poll-seconds", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    mlflow_server: subprocess.Popen[bytes] | None = None
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    try:
+        wait_for(lambda: _status(channel) == "NOT_SERVING", timeout=60)  # up, and says it cannot serve yet
+        stub = pb_grpc.ClassifierStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "mnist-3v7@champion" in err.value.details()
+
+        server = ["mlflow", "server", "--backend-store-uri", registry.uri, "--host", "127.0.0.1"]
+        mlflow_server = subprocess.Popen(  # the registry comes up later, as in a stack started in any order
+            [sys.executable, "-m", *server, "--port", str(registry_port)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _status(channel) == "SERVING", timeout=120)
+        answer = stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5)
+        assert answer.prediction.model_version == registry.good
+        assert service.poll() is None
+    finally:
+        channel.close()
+        for proc in (service, mlflow_server):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+
+
+def _status(channel: grpc.Channel) -> str | None:
+    try:
+        return health_status(channel)
+    except grpc.RpcError:
+        return None
 
 
 def _serving(channel: grpc.Channel) -> bool:
