@@ -152,9 +152,10 @@ def run(config: TrainConfig) -> TrainingResult:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, config: TrainConfig | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    config = parse_config(argv)  # exits 2 with a one-line error on bad flags
+    if config is None:
+        config = parse_config(argv)  # exits 2 with a one-line error on bad flags
     try:
         result = run(config)
     except (DataUnavailableError, ConfigError) as err:
