@@ -176,3 +176,12 @@ def test_compose_file_validates() -> None:
     except FileNotFoundError:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_waits_longer_than_the_service_drains() -> None:
+    """`docker stop` must not SIGKILL the service before its grace period for in-flight calls ends."""
+    from service.config import ServiceConfig
+
+    inference = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["inference"]
+    grace = float(inference["environment"].get("GRACE_SECONDS", ServiceConfig.grace_seconds))
+    assert float(inference["stop_grace_period"].removesuffix("s")) > grace
