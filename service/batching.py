@@ -10,7 +10,7 @@ waits for nothing but its own forward.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class _Job:
     images: np.ndarray  # (n, 784)
     output: np.ndarray | None = None
     error: BaseException | None = None
-    finished: bool = field(default=False)
+    finished: bool = False
 
 
 class CoalescingPredictor:

@@ -53,17 +53,20 @@ def classify(stub: pb_grpc.ClassifierStub, args: argparse.Namespace) -> int:
     return 0
 
 
+def _health_status(channel: grpc.Channel) -> str:
+    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
 def health(channel: grpc.Channel) -> int:
     """Exit 0 only when the server reports SERVING (for container health checks)."""
-    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    status = _health_status(channel)
     print(status)
     return 0 if status == "SERVING" else 1
 
 
 def info(channel: grpc.Channel) -> int:
-    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-    print(f"health: {health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)}")
+    print(f"health: {_health_status(channel)}")
     try:
         m = pb_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
     except grpc.RpcError as err:

@@ -35,7 +35,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
     )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        wait_for(lambda: _serving(channel), timeout=60)
+        wait_for(lambda: _status(channel) == "SERVING", timeout=60)
         stub = pb_grpc.ClassifierStub(channel)
         sent = threading.Event()
         answers: list[pb.ClassifyResponse] = []
@@ -113,13 +113,6 @@ def _status(channel: grpc.Channel) -> str | None:
         return health_status(channel)
     except grpc.RpcError:
         return None
-
-
-def _serving(channel: grpc.Channel) -> bool:
-    try:
-        return health_status(channel) == "SERVING"
-    except grpc.RpcError:
-        return False
 
 
 @pytest.mark.parametrize(

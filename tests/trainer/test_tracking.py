@@ -7,7 +7,7 @@ import threading
 import pytest
 from mlflow.entities import Metric
 
-from trainer.tracking import MetricWriter
+from trainer.background import MetricWriter
 
 
 class RecordingClient:
