@@ -45,8 +45,9 @@ def test_client_classifies_files_npy_and_samples(
     target = ["--target", f"127.0.0.1:{service.port}"]
     paths = []
     for i in range(6):
-        _as_photo(images[i], tmp_path / f"{i}.png")
-        paths.append(str(tmp_path / f"{i}.png"))
+        path = tmp_path / (f"{i}.png" if i % 2 else f"{i}.jpg")  # both formats people send
+        _as_photo(images[i], path)
+        paths.append(str(path))
     np.save(tmp_path / "batch.npy", images[10:14])
     assert main([*target, "classify", *paths, str(tmp_path / "batch.npy")]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -74,11 +74,14 @@ def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, t
         "METRICS_PORT": "0",
     }
     service = subprocess.Popen(
-        [sys.executable, "-m", "service", "--poll-seconds", "1"],
+        [sys.executable, "-m", "service", "--poll-seconds", "4"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
+    log: list[str] = []
+    threading.Thread(target=lambda: log.extend(service.stdout or []), daemon=True).start()
     mlflow_server: subprocess.Popen[bytes] | None = None
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     try:
@@ -88,6 +91,9 @@ def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, t
             stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "mnist-3v7@champion" in err.value.details()
+        wait_for(lambda: any("retrying in 4.0s" in line for line in log), timeout=30)
+        delays = [float(line.split("retrying in ")[1].split("s")[0]) for line in log if "retrying in" in line]
+        assert delays[:3] == [1.0, 2.0, 4.0]  # backs off, up to the poll period
 
         server = ["mlflow", "server", "--backend-store-uri", registry.uri, "--host", "127.0.0.1"]
         mlflow_server = subprocess.Popen(  # the registry comes up later, as in a stack started in any order
