@@ -1,36 +1,50 @@
-"""MLflow work kept off the training loop's path: per-epoch metrics written from a thread, and the
+"""MLflow work kept off the main thread's path: writes to the run made from a thread, and the
 one-off costs of logging a model paid while the network trains."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import queue
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+Job = Callable[[MlflowClient], object]  # what a job returns is ignored
 
-class MetricWriter:
-    """Writes metrics from a background thread, batching whatever has queued up, so the training
-    loop never waits on the store. MLflow's own asynchronous logging polls its queue with a
-    one-second timeout, which made every flush and end_run wait up to a second; this one wakes
-    as soon as it is closed."""
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
+    client.log_batch(run_id, metrics=metrics)
+
+
+class RunWriter:
+    """Writes to one run from a background thread, in the order things were put, so neither the
+    training loop nor the figures wait on the store. Metrics that have queued up go out together
+    in log_batch calls. MLflow's own asynchronous logging polls its queue with a one-second
+    timeout, which made every flush and end_run wait up to a second; this one wakes as soon as
+    it is closed."""
 
     _BATCH_LIMIT = 1000  # metrics per log_batch call, as the tracking API allows
 
     def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
         self._run_id = run_id
         self._client = client or MlflowClient()
-        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
+        self._queue: queue.Queue[list[Metric] | Job | None] = queue.Queue()
         self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._drain, name="mlflow-writer", daemon=True)
         self._thread.start()
 
     def put(self, metrics: dict[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
         self._queue.put([Metric(key, float(value), timestamp, step) for key, value in metrics.items()])
+
+    def submit(self, job: Job) -> None:
+        """Run `job(client)` on the writer's thread, after everything put before it."""
+        self._queue.put(job)
 
     def close(self) -> None:
         """Wait until everything put so far is written; raise the first error the writer met."""
@@ -46,36 +60,63 @@ class MetricWriter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     items.append(self._queue.get_nowait())
-            self._write([metric for item in items if item is not None for metric in item])
-            if None in items:
-                return
+            metrics: list[Metric] = []
+            for item in items:
+                if isinstance(item, list):
+                    metrics.extend(item)
+                    continue
+                self._write_metrics(metrics)  # keep metrics before a job ahead of it
+                metrics = []
+                if item is None:
+                    return
+                self._run(item)
+            self._write_metrics(metrics)
 
-    def _write(self, batch: list[Metric]) -> None:
+    def _write_metrics(self, batch: list[Metric]) -> None:
+        for i in range(0, len(batch), self._BATCH_LIMIT):
+            self._run(partial(_log_metrics, run_id=self._run_id, metrics=batch[i : i + self._BATCH_LIMIT]))
+
+    def _run(self, job: Job) -> None:
         if self._error is not None:
             return  # the run is failing anyway; the first error is the one to report
         try:
-            for i in range(0, len(batch), self._BATCH_LIMIT):
-                self._client.log_batch(self._run_id, metrics=batch[i : i + self._BATCH_LIMIT])
+            job(self._client)
         except Exception as err:
             self._error = err
 
 
-class ModelLoggingWarmup:
-    """The first model a process logs pays one-off costs: importing torch.export's machinery (~0.6 s)
-    and MLflow's scan of every installed package, which it checks the model's requirements against
-    (~0.6 s). This pays them on a background thread while the network trains; the run waits for
-    whatever is left before it logs the model, and counts that wait as MLflow's."""
+class MLflowWarmup:
+    """A process's first run pays one-off costs: GitPython, imported by start_run for the run's git
+    tags; torch.export's machinery and the modules it loads lazily on its first trace; MLflow's model
+    flavours; and MLflow's scan of every installed package, which it checks a model's requirements
+    against (together ~0.6–1.2 s). This pays them on a background thread while the data loads and
+    the network trains; the run waits for whatever is left before it logs the model, and counts
+    that wait as MLflow's. Only imports and MLflow's own scan run here: tracing a model would patch
+    torch.nn.Module for every thread while training runs."""
+
+    # Found by listing the modules that start_run and the first log_model call of a fresh process imported.
+    _MODULES = (
+        "git",
+        "torch._functorch.aot_autograd",
+        "torch.export._trace",
+        "torch._export.passes.replace_set_grad_with_hop_pass",
+        "torch._inductor.ir",
+        "sympy.tensor.tensor",
+        "mlflow.pytorch",
+        "mlflow.pyfunc",
+    )
 
     def __init__(self) -> None:
-        self._thread = threading.Thread(target=self._warm, name="model-logging-warmup", daemon=True)
+        self._thread = threading.Thread(target=self._warm, name="mlflow-warmup", daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _warm() -> None:
+    @classmethod
+    def _warm(cls) -> None:
         # Only an optimisation: if these internals move in a later release, logging is just slower.
+        for module in cls._MODULES:
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
         with contextlib.suppress(Exception):
-            import torch._functorch.aot_autograd
-            import torch.export._trace  # noqa: F401
             from mlflow.utils.requirements_utils import _init_packages_to_modules_map
 
             _init_packages_to_modules_map()

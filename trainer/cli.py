@@ -15,6 +15,7 @@ from mlflow.models.model import ModelInfo
 from tqdm import tqdm
 
 from trainer import registry, robustness
+from trainer.background import MLflowWarmup
 from trainer.config import ConfigError, TrainConfig, parse_config
 from trainer.data import Dataset3v7, DataUnavailableError, Split, load_dataset
 from trainer.loop import EpochStats, evaluate, fit
@@ -115,19 +116,20 @@ def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[s
 def run(config: TrainConfig) -> TrainingResult:
     """Train and track one run; the MLflow run ends FAILED on an error and KILLED on Ctrl-C."""
     start = time.perf_counter()
+    warmup = MLflowWarmup()
     device = pick_device(config.device)
     data = load_dataset(config.data_dir, config.seed)
     watch = Stopwatch()
     with watch.timing():
         mlflow.set_experiment(config.experiment)
         active = mlflow.start_run(run_name=f"{config.recipe.name}-seed{config.seed}")
-    log = RunLog(active.info.run_id, watch)
+    log = RunLog(active.info.run_id, watch, warmup)
     try:
         log.params(recipe_params(config.recipe) | {"seed": config.seed, "device": device.type, "limit": config.limit})
         log.dataset(data)
         net, metrics = _train_and_log(config, data, device, log)
-        info = log.model(net, data.test.floats()[:5].numpy())
         log.flush()
+        info = log.model(net, data.test.floats()[:5].numpy())
         version, promotion = (None, None)
         if config.register:
             with log.watch.timing():

@@ -16,10 +16,13 @@ import numpy as np
 import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from mlflow.entities import Dataset as DatasetEntity
+from mlflow.entities import DatasetInput, InputTag, Param
 from mlflow.models.model import ModelInfo
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from trainer import figures
-from trainer.background import MetricWriter, ModelLoggingWarmup
+from trainer.background import MLflowWarmup, RunWriter
 from trainer.data import Dataset3v7
 from trainer.loop import EpochStats, Evaluation
 from trainer.models import Probability
@@ -70,46 +73,60 @@ def recipe_params(recipe: Recipe) -> dict[str, Any]:
     return params
 
 
+def _dataset_inputs(data: Dataset3v7) -> list[DatasetInput]:
+    inputs = []
+    with warnings.catch_warnings():
+        # A local path matches MLflow's local-artifact source twice; it picks one and warns.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
+            dataset = mlflow.data.from_numpy(  # type: ignore[attr-defined]
+                split.images.numpy(),
+                targets=split.labels.numpy(),
+                source=str(data.root.resolve()),
+                name=f"mnist-3v7-{context}",
+            )
+            context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
+            inputs.append(DatasetInput(DatasetEntity(**dataset.to_dict()), tags=[context_tag]))
+    return inputs
+
+
 class RunLog:
     """Writes one training run into the active MLflow run."""
 
-    def __init__(self, run_id: str, watch: Stopwatch) -> None:
+    def __init__(self, run_id: str, watch: Stopwatch, warmup: MLflowWarmup) -> None:
         self.watch = watch
         self.history = History()
-        self._metrics = MetricWriter(run_id)
-        self._warmup = ModelLoggingWarmup()
+        self._run_id = run_id
+        self._writer = RunWriter(run_id)
+        self._warmup = warmup
+        self._scratch = tempfile.TemporaryDirectory(prefix="mnist37-figures-")  # until the writer is done
 
     def params(self, params: dict[str, Any]) -> None:
+        batch = [Param(key, str(value)) for key, value in params.items()]
         with self.watch.timing():
-            mlflow.log_params(params)
+            self._writer.submit(lambda client: client.log_batch(self._run_id, params=batch))
 
     def epoch(self, stats: EpochStats) -> None:
         self.history.add(stats)
         metrics = {"train_loss": stats.train_loss, "val_loss": stats.val.loss, "val_accuracy": stats.val.accuracy}
         with self.watch.timing():
-            self._metrics.put(metrics, step=stats.epoch)
+            self._writer.put(metrics, step=stats.epoch)
 
     def initial(self, val: Evaluation) -> None:
         """Step 0: the untrained network, so curves show where training started."""
         with self.watch.timing():
-            self._metrics.put({"val_loss": val.loss, "val_accuracy": val.accuracy}, step=0)
+            self._writer.put({"val_loss": val.loss, "val_accuracy": val.accuracy}, step=0)
 
     def dataset(self, data: Dataset3v7) -> None:
-        with self.watch.timing(), warnings.catch_warnings():
-            # A local path matches MLflow's local-artifact source twice; it picks one and warns.
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
-                ds = mlflow.data.from_numpy(  # type: ignore[attr-defined]
-                    split.images.numpy(),
-                    targets=split.labels.numpy(),
-                    source=str(data.root.resolve()),
-                    name=f"mnist-3v7-{context}",
-                )
-                mlflow.log_input(ds, context=context)
+        """The three splits as MLflow dataset inputs; their digests are computed on the writer's thread."""
+        with self.watch.timing():
+            self._writer.submit(lambda client: client.log_inputs(self._run_id, datasets=_dataset_inputs(data)))
 
     def final(self, metrics: dict[str, float]) -> None:
+        """Test-split metrics, at the last epoch's step: logging the model links that step's metrics
+        to it, so the model's page shows these and the trained network's validation figures."""
         with self.watch.timing():
-            mlflow.log_metrics(metrics)
+            self._writer.put(metrics, step=self.history.epochs[-1])
 
     def figures(self, title: str, weights: np.ndarray, data: Dataset3v7, test: Evaluation) -> None:
         labels = data.test.labels.numpy()
@@ -123,15 +140,15 @@ class RunLog:
             ),
             "misclassified.png": figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
         }
-        with tempfile.TemporaryDirectory() as folder:
-            for name, fig in drawn.items():  # rendering PNGs is drawing, not logging
-                fig.savefig(Path(folder) / name)
-                plt.close(fig)
-            with self.watch.timing():
-                mlflow.log_artifacts(folder, "figures")
+        for name, fig in drawn.items():  # rendering PNGs is drawing, not logging
+            fig.savefig(Path(self._scratch.name) / name)
+            plt.close(fig)
+        with self.watch.timing():
+            self._writer.submit(lambda client: client.log_artifacts(self._run_id, self._scratch.name, "figures"))
 
     def model(self, net: torch.nn.Module, example: np.ndarray) -> ModelInfo:
-        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,)."""
+        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,). Call
+        flush() first: MLflow links the metrics already logged at the last epoch's step to the model."""
         served = Probability(net).eval().cpu()
         with self.watch.timing(), warnings.catch_warnings():
             self._warmup.wait()
@@ -143,15 +160,23 @@ class RunLog:
                 name="model",
                 input_example=example,
                 serialization_format="pt2",
+                step=self.history.epochs[-1],  # not 0, where the untrained network's metrics are
                 pip_requirements=MODEL_REQUIREMENTS,
+                # MLflow would load the saved program back and run the example through it (~0.1 s);
+                # the service does that to every version before serving it, and tests load each
+                # logged model with mlflow.pyfunc.load_model and pickle disallowed.
+                validate_serving_input=False,
             )
 
     def flush(self) -> None:
-        """Wait for the per-epoch metrics to reach the store."""
+        """Wait for everything handed to the writer (metrics, params, figures) to reach the store."""
         with self.watch.timing():
-            self._metrics.close()
+            try:
+                self._writer.close()
+            finally:
+                self._scratch.cleanup()
 
     def abandon(self) -> None:
         """On a failing run: keep the curves written so far, but let the original error through."""
         with contextlib.suppress(Exception):
-            self._metrics.close()
+            self.flush()

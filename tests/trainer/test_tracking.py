@@ -1,34 +1,44 @@
-"""The background metric writer: batching, ordering and errors, isolated from any store."""
+"""The background run writer: batching, ordering and errors, isolated from any store."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 
-from trainer.background import MetricWriter
+from trainer.background import RunWriter
 
 
 class RecordingClient:
-    """Stands in for MlflowClient.log_batch only; the end-to-end runs use a real store."""
+    """Stands in for MlflowClient's log_batch and log_artifacts; the end-to-end runs use a real store."""
 
     def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
         self.batches: list[list[Metric]] = []
+        self.calls: list[str] = []
         self.fail = fail
         self.gate = gate
+        self.entered = threading.Event()
 
-    def log_batch(self, run_id: str, metrics: list[Metric]) -> None:
+    def log_batch(self, run_id: str, metrics: list[Metric] = (), params: list[Param] = ()) -> None:  # type: ignore[assignment]
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
         if self.fail:
             raise RuntimeError("store unavailable")
-        self.batches.append(list(metrics))
+        if metrics:
+            self.batches.append(list(metrics))
+            self.calls.append(f"metrics {len(metrics)}")
+        if params:
+            self.calls.append("params " + ",".join(f"{p.key}={p.value}" for p in params))
+
+    def log_artifacts(self, run_id: str, folder: str, artifact_path: str) -> None:
+        self.calls.append(f"artifacts {folder} -> {artifact_path}")
 
 
 def test_everything_put_is_written_in_order_by_close() -> None:
     client = RecordingClient()
-    writer = MetricWriter("run", client)  # type: ignore[arg-type]
+    writer = RunWriter("run", client)  # type: ignore[arg-type]
     for step in range(1, 301):
         writer.put({"train_loss": 1 / step, "val_loss": 2 / step}, step)
     writer.close()
@@ -40,7 +50,7 @@ def test_everything_put_is_written_in_order_by_close() -> None:
 def test_a_slow_store_gets_batches_not_one_call_per_put() -> None:
     gate = threading.Event()
     client = RecordingClient(gate=gate)
-    writer = MetricWriter("run", client)  # type: ignore[arg-type]
+    writer = RunWriter("run", client)  # type: ignore[arg-type]
     for step in range(1, 1201):
         writer.put({"loss": 0.5}, step)
     gate.set()
@@ -50,7 +60,29 @@ def test_a_slow_store_gets_batches_not_one_call_per_put() -> None:
 
 
 def test_a_store_error_surfaces_at_close() -> None:
-    writer = MetricWriter("run", RecordingClient(fail=True))  # type: ignore[arg-type]
+    writer = RunWriter("run", RecordingClient(fail=True))  # type: ignore[arg-type]
     writer.put({"loss": 0.5}, 1)
     with pytest.raises(RuntimeError, match="store unavailable"):
         writer.close()
+
+
+def test_other_writes_keep_their_place_among_the_metrics() -> None:
+    gate = threading.Event()
+    client = RecordingClient(gate=gate)
+    writer = RunWriter("run", client)  # type: ignore[arg-type]
+    writer.put({"loss": 0.5}, 0)
+    assert client.entered.wait(5)  # the writer holds the first batch; the rest queue behind it
+    writer.submit(lambda c: c.log_batch("run", params=[Param("lr", "0.1"), Param("batch_size", "full")]))
+    writer.put({"loss": 0.4}, 1)
+    writer.put({"loss": 0.3}, 2)
+    writer.submit(lambda c: c.log_artifacts("run", "/tmp/figures", "figures"))
+    writer.put({"test_accuracy": 1.0}, 0)
+    gate.set()
+    writer.close()
+    assert client.calls == [
+        "metrics 1",
+        "params lr=0.1,batch_size=full",
+        "metrics 2",  # the two queued behind the params go out together
+        "artifacts /tmp/figures -> figures",
+        "metrics 1",
+    ]

@@ -38,6 +38,12 @@ def test_mlp_run_logs_everything_and_registers(mnist_dir: str, tracking_uri: str
     figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
     assert figures == {f"figures/{n}.png" for n in ("loss_curves", "weights", "confusion_matrix", "misclassified")}
     assert {d.dataset.name for d in r.inputs.dataset_inputs} >= {"mnist-3v7-training", "mnist-3v7-test"}
+    # The logged model carries the trained network's metrics, not the untrained one's at step 0.
+    (output,) = r.outputs.model_outputs
+    model_metrics = {m.key: m.value for m in client.get_logged_model(output.model_id).metrics}
+    assert model_metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert model_metrics["val_accuracy"] == pytest.approx(result.metrics["val_accuracy"])
+    assert model_metrics["val_accuracy"] > 0.95
 
     version = client.get_model_version("mnist-3v7", "1")
     assert version.tags["recipe"] == "mlp" and float(version.tags["test_accuracy"]) == pytest.approx(
