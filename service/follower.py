@@ -53,7 +53,8 @@ class RegistryFollower:
         self._on_change = on_change
         self._current: ServedModel | None = None  # replaced whole: readers never see half a swap
         self._refused: dict[str, str] = {}  # version → why it was refused, so it is not retried every poll
-        self._problem = "no model loaded yet: the registry has not been polled"
+        where = f"{config.model_name}@{config.alias} in {config.tracking_uri}"
+        self._problem = f"no model loaded yet: still looking up {where} for the first time"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         mlflow.set_tracking_uri(config.tracking_uri)  # models:/ URIs resolve against it

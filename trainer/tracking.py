@@ -73,20 +73,23 @@ def recipe_params(recipe: Recipe) -> dict[str, Any]:
     return params
 
 
+# A local path matches MLflow's local-artifact dataset source twice; it picks one and warns. Set
+# once here rather than with catch_warnings, which is not thread-safe: the datasets are built on
+# the writer's thread.
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+
+
 def _dataset_inputs(data: Dataset3v7) -> list[DatasetInput]:
     inputs = []
-    with warnings.catch_warnings():
-        # A local path matches MLflow's local-artifact source twice; it picks one and warns.
-        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
-            dataset = mlflow.data.from_numpy(  # type: ignore[attr-defined]
-                split.images.numpy(),
-                targets=split.labels.numpy(),
-                source=str(data.root.resolve()),
-                name=f"mnist-3v7-{context}",
-            )
-            context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
-            inputs.append(DatasetInput(DatasetEntity(**dataset.to_dict()), tags=[context_tag]))
+    for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
+        dataset = mlflow.data.from_numpy(  # type: ignore[attr-defined]
+            split.images.numpy(),
+            targets=split.labels.numpy(),
+            source=str(data.root.resolve()),
+            name=f"mnist-3v7-{context}",
+        )
+        context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
+        inputs.append(DatasetInput(DatasetEntity(**dataset.to_dict()), tags=[context_tag]))
     return inputs
 
 
