@@ -171,6 +171,12 @@ class RunLog:
                 validate_serving_input=False,
             )
 
+    @property
+    def background_cpu_seconds(self) -> float:
+        """CPU time the writer and warm-up threads took (after flush): MLflow's cost that no one
+        waited for directly, but that the training threads shared the cores with."""
+        return self._writer.cpu_seconds + self._warmup.cpu_seconds
+
     def flush(self) -> None:
         """Wait for everything handed to the writer (metrics, params, figures) to reach the store."""
         with self.watch.timing():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from mlflow.entities import Metric, Param
@@ -86,3 +87,15 @@ def test_other_writes_keep_their_place_among_the_metrics() -> None:
         "artifacts /tmp/figures -> figures",
         "metrics 1",
     ]
+
+
+def test_writes_within_the_linger_time_share_a_call_and_close_stops_the_wait() -> None:
+    client = RecordingClient()
+    writer = RunWriter("run", client, linger=5.0)  # type: ignore[arg-type]
+    writer.put({"loss": 0.5}, 1)
+    time.sleep(0.1)  # well after the writer took the first one
+    writer.put({"loss": 0.4}, 2)
+    started = time.monotonic()
+    writer.close()
+    assert time.monotonic() - started < 2.0  # closing ends the linger at once
+    assert [[m.step for m in batch] for batch in client.batches] == [[1, 2]]
