@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from trainer.cli import version_tags
 
 
 def _trainer(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -54,3 +55,12 @@ def test_default_recipe_trains_registers_and_prints_a_summary(mnist_dir: str, tm
     errors = int(summary.split("% (")[1].split(" errors")[0])
     assert errors <= 2, summary  # ≥ 99.9% on the 2038 test images
     assert (tmp_path / "mlflow.db").exists()
+
+
+def test_version_tags_hold_metrics_exactly() -> None:
+    # 1 error in the 1240 validation images: tagged as "0.999194" it read back larger than itself,
+    # so retraining the same model with the same seed "did not match" the alias holder.
+    metrics = {"val_accuracy": 1 - 1 / 1240, "test_errors": 0.0, "robust_accuracy_thick": 0.5}
+    tags = version_tags(metrics)
+    assert float(tags["val_accuracy"]) == metrics["val_accuracy"]
+    assert set(tags) == {"val_accuracy", "test_errors"}
