@@ -97,16 +97,10 @@ def _train_and_log(
     return net, metrics
 
 
-def version_tags(metrics: dict[str, float]) -> dict[str, str]:
-    """Metrics as version tags, exactly: the promotion gate compares the next run's validation
-    accuracy with this tag, and a rounded tag made an identical model look worse."""
-    return {k: repr(float(v)) for k, v in metrics.items() if not k.startswith("robust_")}
-
-
 def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[str, float]) -> tuple[str, Promotion]:
     client = MlflowClient()
     recipe = config.recipe
-    tags = version_tags(metrics) | {"recipe": recipe.name, "seed": str(config.seed)}
+    tags = registry.version_tags(metrics) | {"recipe": recipe.name, "seed": str(config.seed)}
     description = (
         f"{recipe.name} recipe, seed {config.seed}: test accuracy {100 * metrics['test_accuracy']:.2f}% "
         f"({int(metrics['test_errors'])} errors), validation accuracy {100 * metrics['val_accuracy']:.2f}%."

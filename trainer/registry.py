@@ -21,6 +21,12 @@ class Promotion:
     reason: str
 
 
+def version_tags(metrics: dict[str, float]) -> dict[str, str]:
+    """Metrics as version tags, exactly: the promotion gate compares the next run's validation
+    accuracy with this tag, and a rounded tag made an identical model look worse."""
+    return {k: repr(float(v)) for k, v in metrics.items() if not k.startswith("robust_")}
+
+
 def _missing(err: MlflowException) -> bool:
     return err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 
