@@ -64,3 +64,45 @@ def test_version_tags_hold_metrics_exactly() -> None:
     tags = version_tags(metrics)
     assert float(tags["val_accuracy"]) == metrics["val_accuracy"]
     assert set(tags) == {"val_accuracy", "test_errors"}
+
+
+def _trainer_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
+    """Run `python -m trainer` with its stderr on a pseudo-terminal, as in a shell; return what it drew."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=side
+    )
+    os.close(side)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal's other side closed: the process has exited
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(main)
+    return proc.wait(timeout=300), drawn.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_a_progress_bar_on_a_terminal_unless_quiet(mnist_dir: str, tmp_path: Path) -> None:
+    short = ("--recipe", "mlp", "--epochs", "3", "--limit", "600", "--no-register")
+    code, drawn = _trainer_on_a_terminal(*short, cwd=tmp_path)
+    assert code == 0, drawn[-2000:]
+    assert "3/3" in drawn and "train_loss=" in drawn and "val_loss=" in drawn and "val_acc=" in drawn
+    code, drawn = _trainer_on_a_terminal(*short, "--quiet", cwd=tmp_path)
+    assert code == 0, drawn[-2000:]
+    assert "train_loss=" not in drawn
+    # Off a terminal (the other tests capture stderr through a pipe) there is no bar either.
+    piped = _trainer(*short, cwd=tmp_path, env_extra={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+    assert piped.returncode == 0 and "train_loss=" not in piped.stderr
