@@ -5,10 +5,11 @@ Each run is a fresh process, as `python -m trainer` is, logging into its own SQL
 temporary folder; the store's tables are created before the clock starts (as for every run after a
 store's first, which spends another ~2 s creating them). "imports" is the time the process spends
 importing torch, torchvision, MLflow and matplotlib; "wall" is everything after: data, training,
-evaluation, figures, the pt2 model and registration. "MLflow waited" is the part of wall the run
-spent waiting on MLflow; "background CPU" is the CPU time of the threads that write to MLflow and
-pay its one-off costs during training. On a machine whose cores the training already keeps busy,
-that CPU time slows training by up to as much, so the last column bounds MLflow's share from above.
+evaluation, figures, the pt2 model and registration. For every seed the same training also runs
+untracked, in a fresh process right after: the same data, training, evaluation and figures, with
+nothing written anywhere. MLflow's share is what tracking added: 1 - untracked wall / wall, per
+seed, so it counts the time MLflow's work took from training on shared cores as well as the time
+the run waited on it ("MLflow waited"). A share near zero can come out negative on a noisy machine.
 """
 
 from __future__ import annotations
@@ -32,73 +33,105 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainer.cli import run  # noqa: E402
-from trainer.config import DEFAULT_EXPERIMENT, parse_config  # noqa: E402
+from trainer.background import Job  # noqa: E402
+from trainer.cli import pick_device, run, train_and_log  # noqa: E402
+from trainer.config import DEFAULT_EXPERIMENT, TrainConfig, parse_config  # noqa: E402
+from trainer.data import load_dataset  # noqa: E402
 from trainer.recipes import RECIPES  # noqa: E402
+from trainer.tracking import RunLog, Stopwatch  # noqa: E402
 
 IMPORTED = time.perf_counter()
 
 
-def one_run(recipe: str, seed: str) -> dict[str, float]:
+class Nowhere:
+    """A run's records dropped: what the untracked baseline writes them to."""
+
+    def put(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def submit(self, job: Job) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def untracked(config: TrainConfig) -> tuple[float, dict[str, float]]:
+    """What run() does, minus MLflow: the baseline that MLflow's share is measured against."""
+    start = time.perf_counter()
+    device = pick_device(config.device)
+    data = load_dataset(config.data_dir, config.seed)
+    log = RunLog("untracked", Stopwatch(), Nowhere())
+    _, metrics = train_and_log(config, data, device, log)
+    log.flush()
+    return time.perf_counter() - start, metrics
+
+
+def one_run(recipe: str, seed: str, tracked: bool) -> dict[str, float]:
+    config = parse_config(["--quiet", "--recipe", recipe, "--seed", seed])
+    if not tracked:
+        wall, metrics = untracked(config)
+        return {"wall": wall, "errors": metrics["test_errors"]}
     with tempfile.TemporaryDirectory() as store:
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
         mlflow.create_experiment(DEFAULT_EXPERIMENT, artifact_location=f"{store}/artifacts")
-        result = run(parse_config(["--quiet", "--recipe", recipe, "--seed", seed]))
+        result = run(config)
     return {
         "imports": IMPORTED - START,
         "wall": result.wall_seconds,
         "mlflow": result.mlflow_seconds,
-        "background": result.mlflow_background_cpu_seconds,
         "accuracy": result.metrics["test_accuracy"],
         "errors": result.metrics["test_errors"],
     }
 
 
-def in_fresh_process(recipe: str, seed: str) -> dict[str, float]:
+def in_fresh_process(recipe: str, seed: str, tracked: bool) -> dict[str, float]:
+    mode = "tracked" if tracked else "untracked"
     out = subprocess.run(
-        [sys.executable, __file__, "--one", recipe, seed], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--one", recipe, seed, mode], check=True, capture_output=True, text=True
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(recipe: str, seed: str) -> dict[str, float]:
+    """One tracked run and its untracked baseline, back to back so they meet the same machine."""
+    result = in_fresh_process(recipe, seed, tracked=True)
+    baseline = in_fresh_process(recipe, seed, tracked=False)
+    if baseline["errors"] != result["errors"]:  # the baseline must have done the same work
+        sys.exit(f"{recipe} seed {seed}: {result['errors']} errors tracked but {baseline['errors']} untracked")
+    return result | {"untracked": baseline["wall"], "share": 1 - baseline["wall"] / result["wall"]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated (default: all)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows medians (default: 0)")
-    p.add_argument("--one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=3, metavar=("RECIPE", "SEED", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one_run(*args.one)))
+        recipe, seed, mode = args.one
+        print(json.dumps(one_run(recipe, seed, tracked=mode == "tracked")))
         return
     cpu = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores ({cpu})\n")
     print(
         "| recipe | seeds | test accuracy (median) | errors per seed | imports | wall (median) "
-        "| MLflow waited (median) | MLflow background CPU (median) | waited / wall, per seed "
-        "| (waited + background CPU) / wall, per seed |"
+        "| untracked wall (median) | MLflow waited (median) | MLflow share, per seed | MLflow share (median) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.recipes.split(","):
-        results = [in_fresh_process(name, seed) for seed in args.seeds.split(",")]
-        acc = statistics.median(r["accuracy"] for r in results)
-        errors = ", ".join(str(int(r["errors"])) for r in results)
-        imports = statistics.median(r["imports"] for r in results)
-        wall = statistics.median(r["wall"] for r in results)
-        waited = statistics.median(r["mlflow"] for r in results)
-        background = statistics.median(r["background"] for r in results)
-        shares = ", ".join(f"{100 * r['mlflow'] / r['wall']:.1f}%" for r in results)
-        bounds = ", ".join(f"{100 * (r['mlflow'] + r['background']) / r['wall']:.1f}%" for r in results)
+        results = [measure(name, seed) for seed in args.seeds.split(",")]
         row = [
             name,
             args.seeds,
-            f"{100 * acc:.2f}%",
-            errors,
-            f"{imports:.1f} s",
-            f"{wall:.1f} s",
-            f"{waited:.2f} s",
-            f"{background:.2f} s",
-            shares,
-            bounds,
+            f"{100 * statistics.median(r['accuracy'] for r in results):.2f}%",
+            ", ".join(str(int(r["errors"])) for r in results),
+            f"{statistics.median(r['imports'] for r in results):.1f} s",
+            f"{statistics.median(r['wall'] for r in results):.1f} s",
+            f"{statistics.median(r['untracked'] for r in results):.1f} s",
+            f"{statistics.median(r['mlflow'] for r in results):.2f} s",
+            ", ".join(f"{100 * r['share']:.1f}%" for r in results),
+            f"{100 * statistics.median(r['share'] for r in results):.1f}%",
         ]
         print(f"| {' | '.join(row)} |", flush=True)
 

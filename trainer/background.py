@@ -1,15 +1,14 @@
-"""MLflow work kept off the main thread's path: writes to the run made from a thread, and the
-one-off costs of logging a model paid while the network trains."""
+"""Writes to an MLflow run made from a thread of their own, so training never waits on the store."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import queue
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric
@@ -19,6 +18,14 @@ Job = Callable[[MlflowClient], object]  # what a job returns is ignored
 
 def _log_metrics(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
     client.log_batch(run_id, metrics=metrics)
+
+
+class Writer(Protocol):
+    """Where a run's records go: RunWriter for a tracked run; bench/train.py's baseline drops them."""
+
+    def put(self, metrics: dict[str, float], step: int) -> None: ...
+    def submit(self, job: Job) -> None: ...
+    def close(self) -> None: ...
 
 
 class RunWriter:
@@ -36,7 +43,6 @@ class RunWriter:
         self._run_id = run_id
         self._client = client or MlflowClient()
         self._linger = linger
-        self.cpu_seconds = 0.0  # the thread's CPU time, once closed: the cost it puts on the other threads
         self._queue: queue.Queue[list[Metric] | Job | None] = queue.Queue()
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._drain, name="mlflow-writer", daemon=True)
@@ -68,12 +74,6 @@ class RunWriter:
         return items
 
     def _drain(self) -> None:
-        try:
-            self._write_all()
-        finally:
-            self.cpu_seconds = time.thread_time()
-
-    def _write_all(self) -> None:
         while True:
             items = self._take()
             metrics: list[Metric] = []
@@ -99,44 +99,3 @@ class RunWriter:
             job(self._client)
         except Exception as err:
             self._error = err
-
-
-class MLflowWarmup:
-    """A process's first run pays one-off costs: GitPython, imported by start_run for the run's git
-    tags; torch.export's machinery and the modules it loads lazily on its first trace; MLflow's model
-    flavours; and MLflow's scan of every installed package, which it checks a model's requirements
-    against (together ~0.6–1.2 s). This pays them on a background thread while the data loads and
-    the network trains; the run waits for whatever is left before it logs the model, and counts
-    that wait as MLflow's. Only imports and MLflow's own scan run here: tracing a model would patch
-    torch.nn.Module for every thread while training runs."""
-
-    # Found by listing the modules that start_run and the first log_model call of a fresh process imported.
-    _MODULES = (
-        "git",
-        "torch._functorch.aot_autograd",
-        "torch.export._trace",
-        "torch._export.passes.replace_set_grad_with_hop_pass",
-        "torch._inductor.ir",
-        "sympy.tensor.tensor",
-        "mlflow.pytorch",
-        "mlflow.pyfunc",
-    )
-
-    def __init__(self) -> None:
-        self.cpu_seconds = 0.0  # the thread's CPU time, once waited for
-        self._thread = threading.Thread(target=self._warm, name="mlflow-warmup", daemon=True)
-        self._thread.start()
-
-    def _warm(self) -> None:
-        # Only an optimisation: if these internals move in a later release, logging is just slower.
-        for module in self._MODULES:
-            with contextlib.suppress(Exception):
-                importlib.import_module(module)
-        with contextlib.suppress(Exception):
-            from mlflow.utils.requirements_utils import _init_packages_to_modules_map
-
-            _init_packages_to_modules_map()
-        self.cpu_seconds = time.thread_time()
-
-    def wait(self) -> None:
-        self._thread.join()

@@ -15,7 +15,7 @@ from mlflow.models.model import ModelInfo
 from tqdm import tqdm
 
 from trainer import registry, robustness
-from trainer.background import MLflowWarmup
+from trainer.background import RunWriter
 from trainer.config import ConfigError, TrainConfig, parse_config
 from trainer.data import Dataset3v7, DataUnavailableError, Split, load_dataset
 from trainer.loop import EpochStats, evaluate, fit
@@ -33,7 +33,6 @@ class TrainingResult:
     promotion: Promotion | None
     wall_seconds: float
     mlflow_seconds: float  # waiting on MLflow
-    mlflow_background_cpu_seconds: float  # MLflow's work on background threads
 
     def summary(self, config: TrainConfig) -> str:
         acc, errors = self.metrics["test_accuracy"], int(self.metrics["test_errors"])
@@ -62,9 +61,11 @@ def _robustness_metrics(net: torch.nn.Module, test: Split, loss: str, device: to
     }
 
 
-def _train_and_log(
+def train_and_log(
     config: TrainConfig, data: Dataset3v7, device: torch.device, log: RunLog
 ) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train, evaluate and draw the figures, handing every record to `log`; returns the trained
+    network and its final metrics. Everything else run() does is MLflow's."""
     recipe = config.recipe
     torch.manual_seed(config.seed)
     net = recipe.build().to(device)
@@ -116,18 +117,17 @@ def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[s
 def run(config: TrainConfig) -> TrainingResult:
     """Train and track one run; the MLflow run ends FAILED on an error and KILLED on Ctrl-C."""
     start = time.perf_counter()
-    warmup = MLflowWarmup()
     device = pick_device(config.device)
     data = load_dataset(config.data_dir, config.seed)
     watch = Stopwatch()
     with watch.timing():
         mlflow.set_experiment(config.experiment)
         active = mlflow.start_run(run_name=f"{config.recipe.name}-seed{config.seed}")
-    log = RunLog(active.info.run_id, watch, warmup)
+    log = RunLog(active.info.run_id, watch, RunWriter(active.info.run_id))
     try:
         log.params(recipe_params(config.recipe) | {"seed": config.seed, "device": device.type, "limit": config.limit})
         log.dataset(data)
-        net, metrics = _train_and_log(config, data, device, log)
+        net, metrics = train_and_log(config, data, device, log)
         log.flush()
         info = log.model(net, data.test.floats()[:5].numpy())
         version, promotion = (None, None)
@@ -151,7 +151,6 @@ def run(config: TrainConfig) -> TrainingResult:
         promotion=promotion,
         wall_seconds=time.perf_counter() - start,
         mlflow_seconds=log.watch.seconds,
-        mlflow_background_cpu_seconds=log.background_cpu_seconds,
     )
 
 

@@ -22,7 +22,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from trainer import figures
-from trainer.background import MLflowWarmup, RunWriter
+from trainer.background import Writer
 from trainer.data import Dataset3v7
 from trainer.loop import EpochStats, Evaluation
 from trainer.models import Probability
@@ -96,12 +96,11 @@ def _dataset_inputs(data: Dataset3v7) -> list[DatasetInput]:
 class RunLog:
     """Writes one training run into the active MLflow run."""
 
-    def __init__(self, run_id: str, watch: Stopwatch, warmup: MLflowWarmup) -> None:
+    def __init__(self, run_id: str, watch: Stopwatch, writer: Writer) -> None:
         self.watch = watch
         self.history = History()
         self._run_id = run_id
-        self._writer = RunWriter(run_id)
-        self._warmup = warmup
+        self._writer = writer
         self._scratch = tempfile.TemporaryDirectory(prefix="mnist37-figures-")  # until the writer is done
 
     def params(self, params: dict[str, Any]) -> None:
@@ -154,7 +153,6 @@ class RunLog:
         flush() first: MLflow links the metrics already logged at the last epoch's step to the model."""
         served = Probability(net).eval().cpu()
         with self.watch.timing(), warnings.catch_warnings():
-            self._warmup.wait()
             # Channels-last weights are not "complete" tensors to the pt2 packer, so it rebuilds each
             # from its storage and warns; on the CPU that is exact (a test compares the outputs).
             warnings.filterwarnings("ignore", message="No complete tensor found in the group")
@@ -170,12 +168,6 @@ class RunLog:
                 # logged model with mlflow.pyfunc.load_model and pickle disallowed.
                 validate_serving_input=False,
             )
-
-    @property
-    def background_cpu_seconds(self) -> float:
-        """CPU time the writer and warm-up threads took (after flush): MLflow's cost that no one
-        waited for directly, but that the training threads shared the cores with."""
-        return self._writer.cpu_seconds + self._warmup.cpu_seconds
 
     def flush(self) -> None:
         """Wait for everything handed to the writer (metrics, params, figures) to reach the store."""
