@@ -97,8 +97,8 @@ def in_fresh_process(recipe: str, seed: str, tracked: bool) -> dict[str, float]:
 
 
 def measure(recipe: str, seed: str, tracked_first: bool) -> dict[str, float]:
-    """One tracked run and its untracked baseline, back to back so they meet the same machine. The
-    order alternates between seeds: the first process of a pair was seen to train up to 0.6 s slower."""
+    """One tracked run and its untracked baseline, back to back so they meet the same machine; the
+    caller alternates which goes first, so that neither mode always meets the machine first."""
     order = (True, False) if tracked_first else (False, True)
     runs = {tracked: in_fresh_process(recipe, seed, tracked) for tracked in order}
     result, baseline = runs[True], runs[False]
