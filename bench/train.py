@@ -12,7 +12,8 @@ curves, params, datasets and figures while training goes on, is the only MLflow 
 As a check on that account, every seed's run is repeated untracked in a fresh process right before
 or after it (the order alternates): the same data, training, evaluation and figures, with nothing
 written anywhere. 1 - untracked / wall is what tracking added to the run, all effects included, but
-on this machine two identical runs differ by up to ~15%, so it is a noisy figure.
+on this machine two identical runs differ by up to ~15%, so it is a noisy figure; `--pairs N` runs
+N tracked/untracked pairs per seed and compares the medians (and every column shows medians).
 """
 
 from __future__ import annotations
@@ -96,23 +97,35 @@ def in_fresh_process(recipe: str, seed: str, tracked: bool) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(recipe: str, seed: str, tracked_first: bool) -> dict[str, float]:
-    """One tracked run and its untracked baseline, back to back so they meet the same machine; the
-    caller alternates which goes first, so that neither mode always meets the machine first."""
-    order = (True, False) if tracked_first else (False, True)
-    runs = {tracked: in_fresh_process(recipe, seed, tracked) for tracked in order}
-    result, baseline = runs[True], runs[False]
-    if baseline["errors"] != result["errors"]:  # the baseline must have done the same work
-        sys.exit(f"{recipe} seed {seed}: {result['errors']} errors tracked but {baseline['errors']} untracked")
-    return result | {"untracked": baseline["wall"], "share": 1 - baseline["wall"] / result["wall"]}
+def measure(recipe: str, seed: str, pairs: int, tracked_first: bool) -> dict[str, float]:
+    """`pairs` tracked runs and untracked baselines, each pair back to back so that both meet the
+    same machine, with the order alternating from pair to pair; medians of each mode's figures."""
+    tracked: list[dict[str, float]] = []
+    untracked: list[dict[str, float]] = []
+    for k in range(pairs):
+        first = tracked_first == (k % 2 == 0)
+        for is_tracked in (first, not first):
+            (tracked if is_tracked else untracked).append(in_fresh_process(recipe, seed, is_tracked))
+    for r in untracked:  # the baseline must have done the same work
+        if r["errors"] != tracked[0]["errors"]:
+            sys.exit(f"{recipe} seed {seed}: {tracked[0]['errors']} errors tracked but {r['errors']} untracked")
+    result = {key: statistics.median(r[key] for r in tracked) for key in tracked[0]}
+    result["untracked"] = statistics.median(r["wall"] for r in untracked)
+    result["share"] = 1 - result["untracked"] / result["wall"]
+    return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated (default: all)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows medians (default: 0)")
+    p.add_argument(
+        "--pairs", type=int, default=1, help="tracked/untracked pairs per seed; medians of each (default: 1)"
+    )
     p.add_argument("--one", nargs=3, metavar=("RECIPE", "SEED", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.pairs < 1:
+        p.error(f"--pairs must be at least 1, got {args.pairs}")
     if args.one:
         recipe, seed, mode = args.one
         print(json.dumps(one_run(recipe, seed, tracked=mode == "tracked")))
@@ -126,7 +139,8 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.recipes.split(","):
-        results = [measure(name, seed, i % 2 == 0) for i, seed in enumerate(args.seeds.split(","))]
+        seeds = args.seeds.split(",")
+        results = [measure(name, seed, args.pairs, i % 2 == 0) for i, seed in enumerate(seeds)]
         row = [
             name,
             args.seeds,
