@@ -98,8 +98,7 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, p_three: np.ndarr
     wrong = wrong[np.argsort(-np.abs(p_three[wrong] - 0.5), kind="stable")][:limit]
     title = f"{len(wrong)} misclassified test images" if len(wrong) else "no misclassified test images"
     cols, gap, top = max(1, min(len(wrong), 8)), 4, 9  # room above each digit for its caption
-    tiles = images[wrong].reshape(-1, 28, 28).astype(np.float32)
-    canvas = _montage(tiles if len(wrong) else np.zeros((0, 28, 28), np.float32), cols, gap, top)
+    canvas = _montage(images[wrong].reshape(-1, 28, 28).astype(np.float32), cols, gap, top)  # (0, 28, 28) when none
     fig, ax = _montage_axes(canvas, 1.6 / 32, title)
     ax.imshow(canvas, cmap=plt.get_cmap("gray_r").with_extremes(bad="white"), vmin=0, vmax=255)
     for n, i in enumerate(wrong):
