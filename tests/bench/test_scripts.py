@@ -28,6 +28,7 @@ def bench(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str
 def table(stdout: str) -> list[dict[str, str]]:
     """The rows of the one Markdown table in `stdout`, keyed by the header's cells."""
     lines = [line.strip().strip("|") for line in stdout.splitlines() if line.startswith("|")]
+    assert len(lines) >= 2, f"no Markdown table in:\n{stdout}"
     header, rule, *rows = ([cell.strip() for cell in line.split("|")] for line in lines)
     assert set("".join(rule)) == {"-"}, f"no Markdown table in:\n{stdout}"
     return [dict(zip(header, row, strict=True)) for row in rows]
