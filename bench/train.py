@@ -101,16 +101,16 @@ def measure(recipe: str, seed: str, pairs: int, tracked_first: bool) -> dict[str
     """`pairs` tracked runs and untracked baselines, each pair back to back so that both meet the
     same machine, with the order alternating from pair to pair; medians of each mode's figures."""
     tracked: list[dict[str, float]] = []
-    untracked: list[dict[str, float]] = []
+    baselines: list[dict[str, float]] = []
     for k in range(pairs):
         first = tracked_first == (k % 2 == 0)
         for is_tracked in (first, not first):
-            (tracked if is_tracked else untracked).append(in_fresh_process(recipe, seed, is_tracked))
-    for r in untracked:  # the baseline must have done the same work
+            (tracked if is_tracked else baselines).append(in_fresh_process(recipe, seed, is_tracked))
+    for r in baselines:  # the baseline must have done the same work
         if r["errors"] != tracked[0]["errors"]:
             sys.exit(f"{recipe} seed {seed}: {tracked[0]['errors']} errors tracked but {r['errors']} untracked")
     result = {key: statistics.median(r[key] for r in tracked) for key in tracked[0]}
-    result["untracked"] = statistics.median(r["wall"] for r in untracked)
+    result["untracked"] = statistics.median(r["wall"] for r in baselines)
     result["share"] = 1 - result["untracked"] / result["wall"]
     return result
 
