@@ -37,7 +37,7 @@ test-fast: lint
 
 ## run: train the default recipe (or RECIPE=...) if the alias is empty, then serve it and the MLflow UI
 run: $(STAMP)
-	$(PY) -m service.stack $(if $(RECIPE),--recipe $(RECIPE))
+	$(PY) -m service.launcher $(if $(RECIPE),--recipe $(RECIPE))
 
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) bench/train.py

@@ -16,8 +16,6 @@ import numpy as np
 
 from service.predictor import PredictFn
 
-DEFAULT_IMAGES_PER_FORWARD = 1024
-
 
 @dataclass
 class _Job:
@@ -30,13 +28,12 @@ class _Job:
 class CoalescingPredictor:
     """A PredictFn that merges the images of concurrent calls into one call of `predict`."""
 
-    def __init__(self, predict: PredictFn, images_per_forward: int = DEFAULT_IMAGES_PER_FORWARD) -> None:
+    def __init__(self, predict: PredictFn, images_per_forward: int) -> None:
         self._predict = predict
         self._limit = images_per_forward
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
         self._running = False
-        self.forwards = 0  # how many forward passes ran, for tests and curiosity
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         job = _Job(images)
@@ -71,7 +68,6 @@ class CoalescingPredictor:
         return batch
 
     def _run(self, batch: list[_Job]) -> None:
-        self.forwards += 1
         try:
             images = batch[0].images if len(batch) == 1 else np.concatenate([job.images for job in batch])
             out = np.asarray(self._predict(images))

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
 
+from service.errors import InvalidInputError
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from service.pixels import InvalidInputError, check_batch_size, from_floats, from_uint8
-from service.predictor import Answers, ServedModel, classify
-
-CurrentModel = Callable[[grpc.ServicerContext], ServedModel]  # the served model, or abort UNAVAILABLE
+from service.pixels import check_batch_size, from_floats, from_uint8
+from service.predictor import Predictions, predict_digits
+from service.status import ModelSource, require_model, status_codes
 
 
 def image_array(image: pb.Image, what: str) -> np.ndarray:
@@ -26,52 +26,46 @@ def image_array(image: pb.Image, what: str) -> np.ndarray:
     return from_uint8(image.uint8, count=1, what=what)
 
 
-def _predictions(answers: Answers) -> list[pb.Prediction]:
+def _messages(predictions: Predictions) -> list[pb.Prediction]:
     return [
-        pb.Prediction(digit=int(d), p_three=float(p), model_version=answers.version)
-        for d, p in zip(answers.digits, answers.p_three, strict=True)
+        pb.Prediction(digit=int(d), p_three=float(p), model_version=predictions.version)
+        for d, p in zip(predictions.digits, predictions.p_three, strict=True)
     ]
 
 
 class ClassifierServicer(pb_grpc.ClassifierServicer):
-    def __init__(self, current_model: CurrentModel, max_batch: int) -> None:
-        self._model = current_model
+    def __init__(self, models: ModelSource, max_batch: int) -> None:
+        self._models = models
         self._max_batch = max_batch
 
     def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
-        try:
+        with status_codes(context):
             images = image_array(request.image, "image")
-        except InvalidInputError as err:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        answers = classify(self._model(context), images)
-        return pb.ClassifyResponse(prediction=_predictions(answers)[0], request_id=request.request_id)
+            predictions = predict_digits(require_model(self._models, context), images)
+        return pb.ClassifyResponse(prediction=_messages(predictions)[0], request_id=request.request_id)
 
     def ClassifyBatch(
         self, request: pb.ClassifyBatchRequest, context: grpc.ServicerContext
     ) -> pb.ClassifyBatchResponse:
-        try:
+        with status_codes(context):
             if not request.images:
                 raise InvalidInputError("images: empty batch; expected 1 or more images")
             check_batch_size(len(request.images), self._max_batch)
             images = np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)])
-        except InvalidInputError as err:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        answers = classify(self._model(context), images)  # one model for the whole batch
-        return pb.ClassifyBatchResponse(predictions=_predictions(answers), model_version=answers.version)
+            predictions = predict_digits(require_model(self._models, context), images)  # one version for all
+        return pb.ClassifyBatchResponse(predictions=_messages(predictions), model_version=predictions.version)
 
     def ClassifyStream(
         self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ClassifyResponse]:
         for i, request in enumerate(request_iterator):
-            try:
+            with status_codes(context):  # each message is answered by the version served when it arrives
                 images = image_array(request.image, f"message {i}: image")
-            except InvalidInputError as err:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-            answers = classify(self._model(context), images)
-            yield pb.ClassifyResponse(prediction=_predictions(answers)[0], request_id=request.request_id)
+                predictions = predict_digits(require_model(self._models, context), images)
+            yield pb.ClassifyResponse(prediction=_messages(predictions)[0], request_id=request.request_id)
 
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
-        model = self._model(context)
+        model = require_model(self._models, context)  # UNAVAILABLE names a refused version while none is served
         info = pb.ModelInfo(
             name=model.name,
             alias=model.alias,
@@ -81,4 +75,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
             recipe=model.recipe,
         )
         info.loaded_at.FromDatetime(model.loaded_at)
+        refusal = self._models.refusal()
+        if refusal is not None:
+            info.refused_version, info.refused_reason = refusal.version, refusal.reason
         return info

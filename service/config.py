@@ -5,23 +5,23 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from service.errors import ConfigError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
-class ConfigError(ValueError):
-    """A setting with a value the service cannot run with; the message names the setting."""
-
-
 @dataclass(frozen=True)
 class ServiceConfig:
-    tracking_uri: str
+    tracking_uri: str = DEFAULT_TRACKING_URI
     model_name: str = "mnist-3v7"
     alias: str = "champion"
-    host: str = "[::]"
+    host: str = "127.0.0.1"
     port: int = 50051
     poll_seconds: float = 10.0
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9090  # 0: no Prometheus endpoint
     max_batch: int = 1024
     max_message_bytes: int = 8 * 1024 * 1024
@@ -30,33 +30,50 @@ class ServiceConfig:
     # balancers see the service leave before its connections are refused; counted inside the grace.
     drain_seconds: float = 1.0
     workers: int = 16
+    # Each open stream holds a worker thread, so streams get fewer than the workers: the rest are
+    # kept for unary calls and health checks.
+    max_streams: int = 8
+    max_in_flight: int = 64
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    token_file: str = ""
 
 
-# setting name → (flag, environment variable, type)
-_SETTINGS: dict[str, tuple[str, str, type]] = {
-    "tracking_uri": ("--tracking-uri", "MLFLOW_TRACKING_URI", str),
-    "model_name": ("--model-name", "MODEL_NAME", str),
-    "alias": ("--alias", "MODEL_ALIAS", str),
-    "host": ("--host", "GRPC_HOST", str),
-    "port": ("--port", "GRPC_PORT", int),
-    "poll_seconds": ("--poll-seconds", "POLL_SECONDS", float),
-    "metrics_port": ("--metrics-port", "METRICS_PORT", int),
-    "max_batch": ("--max-batch", "MAX_BATCH", int),
-    "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int),
-    "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float),
-    "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float),
-    "workers": ("--workers", "GRPC_WORKERS", int),
+# setting → (flag, environment variable, type, what it does)
+_SETTINGS: dict[str, tuple[str, str, type, str]] = {
+    "tracking_uri": ("--tracking-uri", "MLFLOW_TRACKING_URI", str, "MLflow tracking and registry store"),
+    "model_name": ("--model-name", "MODEL_NAME", str, "registered model to serve"),
+    "alias": ("--alias", "MODEL_ALIAS", str, "registry alias to follow"),
+    "host": ("--host", "GRPC_HOST", str, "address to bind gRPC on; 0.0.0.0 or [::] for every interface"),
+    "port": ("--port", "GRPC_PORT", int, "gRPC port; 0 picks a free one"),
+    "poll_seconds": ("--poll-seconds", "POLL_SECONDS", float, "seconds between looks at the alias"),
+    "metrics_host": ("--metrics-host", "METRICS_HOST", str, "address to bind the Prometheus endpoint on"),
+    "metrics_port": ("--metrics-port", "METRICS_PORT", int, "Prometheus port; 0 turns the endpoint off"),
+    "max_batch": ("--max-batch", "MAX_BATCH", int, "most images in one request, and in one forward pass"),
+    "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int, "largest gRPC message either way"),
+    "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float, "time in-flight calls get to finish on SIGTERM"),
+    "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float, "time NOT_SERVING is shown before the port closes"),
+    "workers": ("--workers", "GRPC_WORKERS", int, "threads answering calls"),
+    "max_streams": ("--max-streams", "MAX_STREAMS", int, "open ClassifyStream calls; more get RESOURCE_EXHAUSTED"),
+    "max_in_flight": ("--max-in-flight", "MAX_IN_FLIGHT", int, "calls running or queued; more get RESOURCE_EXHAUSTED"),
+    "tls_cert": ("--tls-cert", "GRPC_TLS_CERT", str, "PEM server certificate chain; with --tls-key turns TLS on"),
+    "tls_key": ("--tls-key", "GRPC_TLS_KEY", str, "PEM private key of --tls-cert"),
+    "tls_client_ca": ("--tls-client-ca", "GRPC_TLS_CLIENT_CA", str, "PEM CA; when set, clients need a certificate"),
+    "token_file": ("--token-file", "GRPC_TOKEN_FILE", str, "file holding a bearer token every call must send"),
 }
+_DEFAULTS = {f.name: f.default for f in fields(ServiceConfig)}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m service",
         description="Serve the MLflow registry's name@alias over gRPC, following the alias when it moves.",
+        epilog="Each setting can also come from the environment variable shown; a flag wins over it.",
     )
-    for name, (flag, env, _) in _SETTINGS.items():
-        default = DEFAULT_TRACKING_URI if name == "tracking_uri" else getattr(ServiceConfig, name)
-        p.add_argument(flag, dest=name, help=f"${env} (default: {default})")
+    for name, (flag, env, _, what) in _SETTINGS.items():
+        default = _DEFAULTS[name]
+        p.add_argument(flag, dest=name, metavar=env, help=f"{what} (default: {default if default != '' else 'off'})")
     return p
 
 
@@ -71,19 +88,54 @@ def _convert(name: str, raw: str, source: str) -> object:
     return value
 
 
+def _check(config: ServiceConfig, source: dict[str, str]) -> None:
+    """Relations between settings and files they name; each message names one setting."""
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"{source['port']}: expected 0..65535, got {config.port}")
+    for name in ("poll_seconds", "max_batch", "workers", "max_streams", "max_in_flight"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{source[name]}: expected a positive number, got {getattr(config, name)}")
+    if config.max_streams >= config.workers:
+        raise ConfigError(
+            f"{source['max_streams']}: expected fewer than the {config.workers} workers, got {config.max_streams}; "
+            "each open stream holds a worker, and unary calls and health checks need the rest"
+        )
+    if bool(config.tls_cert) != bool(config.tls_key):
+        missing = "tls_key" if config.tls_cert else "tls_cert"
+        raise ConfigError(f"{source[missing]}: TLS needs both a certificate and its key")
+    if config.tls_client_ca and not config.tls_cert:
+        raise ConfigError(f"{source['tls_client_ca']}: client certificates need TLS (--tls-cert and --tls-key)")
+    for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
+        path = getattr(config, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{source[name]}: no such file: {path}")
+    if config.token_file and not Path(config.token_file).read_text().strip():
+        raise ConfigError(f"{source['token_file']}: the token file {config.token_file} is empty")
+
+
+def check_store(config: ServiceConfig) -> None:
+    """A SQLite store must exist: MLflow would create an empty one, and the service would wait on it forever."""
+    if config.tracking_uri.startswith("sqlite:///"):
+        database = Path(config.tracking_uri.removeprefix("sqlite:///"))
+        if not database.is_file():
+            raise ConfigError(
+                f"--tracking-uri/MLFLOW_TRACKING_URI: no SQLite store at {database.resolve()}; "
+                "train a model into it first (python -m trainer) or correct the path"
+            )
+
+
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServiceConfig:
     """Flags win over environment, environment over defaults."""
     environ = os.environ if environ is None else environ
     args = vars(build_parser().parse_args(argv))
-    values: dict[str, object] = {"tracking_uri": DEFAULT_TRACKING_URI}
-    for name, (flag, env, _) in _SETTINGS.items():
+    values: dict[str, object] = {}
+    source: dict[str, str] = {}
+    for name, (flag, env, _, _) in _SETTINGS.items():
+        source[name] = f"{flag}/{env}"
         if args[name] is not None:
-            values[name] = _convert(name, args[name], flag)
+            values[name], source[name] = _convert(name, args[name], flag), flag
         elif environ.get(env):
-            values[name] = _convert(name, environ[env], env)
+            values[name], source[name] = _convert(name, environ[env], env), env
     config = ServiceConfig(**values)  # type: ignore[arg-type]
-    if not 0 <= config.port <= 65535:
-        raise ConfigError(f"--port/GRPC_PORT: expected 0..65535, got {config.port}")
-    if config.poll_seconds <= 0 or config.max_batch < 1 or config.workers < 1:
-        raise ConfigError("--poll-seconds, --max-batch and --workers must be positive")
+    _check(config, source)
     return config

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import mlflow
 import numpy as np
 import torch
 from mlflow import MlflowClient
@@ -16,17 +15,24 @@ from mlflow.entities.model_registry import ModelVersion
 
 from service.batching import CoalescingPredictor
 from service.config import ServiceConfig
+from service.errors import ModelRefusedError, first_line
+from service.loading import load_program
 from service.predictor import PredictFn, ServedModel, smoke_test
 
 logger = logging.getLogger(__name__)
 
-Loader = Callable[[str], PredictFn]  # models:/ URI → predict function
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version the alias points at that is not served, and why; kept until the alias moves on."""
+
+    version: str
+    reason: str
 
 
-def load_pt2(uri: str) -> PredictFn:
-    """Load a torch.export program from the registry with pickle deserialization disallowed."""
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-    module = mlflow.pytorch.load_model(uri)
+def load_predictor(location: str, tracking_uri: str) -> PredictFn:
+    """The checked pt2 program at `location` as a function from (N, 784) float32 to (N,) p(three)."""
+    module = load_program(location, tracking_uri)
 
     def predict(images: np.ndarray) -> np.ndarray:
         if not images.flags.writeable:  # decoded straight from the request buffer; torch wants writable memory
@@ -44,20 +50,20 @@ class RegistryFollower:
     def __init__(
         self,
         config: ServiceConfig,
-        loader: Loader = load_pt2,
-        on_change: Callable[[ServedModel], None] | None = None,
+        on_change: Callable[[ServedModel], None] = lambda model: None,
+        on_refusal: Callable[[Refusal | None], None] = lambda refusal: None,
     ) -> None:
         self._config = config
         self._client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
-        self._loader = loader
         self._on_change = on_change
+        self._on_refusal = on_refusal
         self._current: ServedModel | None = None  # replaced whole: readers never see half a swap
-        self._refused: dict[str, str] = {}  # version → why it was refused, so it is not retried every poll
-        where = f"{config.model_name}@{config.alias} in {config.tracking_uri}"
-        self._problem = f"no model loaded yet: still looking up {where} for the first time"
+        self._refused: dict[str, str] = {}  # version → why; only for causes a retry cannot change
+        self._refusal: Refusal | None = None
+        self._where = f"{config.model_name}@{config.alias} in {config.tracking_uri}"
+        self._problem = f"no model loaded yet: still looking up {self._where} for the first time"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        mlflow.set_tracking_uri(config.tracking_uri)  # models:/ URIs resolve against it
 
     def current(self) -> ServedModel | None:
         return self._current
@@ -66,69 +72,92 @@ class RegistryFollower:
         """Why nothing is served, for UNAVAILABLE messages."""
         return self._problem
 
+    def refusal(self) -> Refusal | None:
+        """The version the alias points at, if it was refused, and why."""
+        return self._refusal
+
+    def _refuse(self, version: str, reason: str) -> None:
+        self._refused[version] = reason
+        self._set_refusal(Refusal(version, reason))
+        self._problem = f"no model loaded yet: version {version} of {self._config.model_name} was refused: {reason}"
+        served = self._current.version if self._current else "nothing"
+        logger.error("refused version %s of %s: %s; still serving %s", version, self._config.model_name, reason, served)
+
+    def _set_refusal(self, refusal: Refusal | None) -> None:
+        if refusal != self._refusal:
+            self._refusal = refusal
+            self._on_refusal(refusal)
+
     def sync_once(self) -> bool:
-        """Resolve the alias and load its version if new; True if the served model changed."""
-        name, alias = self._config.model_name, self._config.alias
-        where = f"{name}@{alias} in {self._config.tracking_uri}"
+        """Resolve the alias and load its version if new; True if the served model changed.
+
+        Raises when the registry or the version's files cannot be reached, so the caller backs off
+        and tries again; a version refused for its content is not tried again."""
+        name = self._config.model_name
         try:
-            target: ModelVersion = self._client.get_model_version_by_alias(name, alias)
+            target: ModelVersion = self._client.get_model_version_by_alias(name, self._config.alias)
         except Exception as err:  # registry down, model or alias missing: keep serving what we have
-            self._problem = f"no model loaded yet: cannot resolve {where}: {str(err).splitlines()[0]}"
+            self._problem = f"no model loaded yet: cannot resolve {self._where}: {first_line(err)}"
             raise
         version = str(target.version)
         current = self._current
         if current is not None and current.version == version:
+            self._set_refusal(None)
             return False
         if version in self._refused:
             return False
         try:
-            predict = self._loader(f"models:/{name}/{version}")  # the version, not the alias: it may move meanwhile
-            smoke_test(predict)
-        except Exception as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            self._refused[version] = reason
-            self._problem = f"no model loaded yet: version {version} of {name} was refused: {reason}"
-            logger.error(
-                "refused version %s of %s: %s; still serving %s",
-                version,
-                name,
-                reason,
-                current.version if current else "nothing",
-            )
+            # The version, not the alias: the alias may move meanwhile.
+            location = self._client.get_model_version_download_uri(name, version)
+            predict = load_predictor(location, self._config.tracking_uri)
+            smoke_test(predict, self._config.max_batch)
+        except ModelRefusedError as err:
+            self._refuse(version, first_line(err))
             return False
+        except Exception as err:
+            self._problem = f"no model loaded yet: version {version} of {name} could not be loaded: {first_line(err)}"
+            raise
+        self._install(target, version, predict)
+        return True
+
+    def _install(self, target: ModelVersion, version: str, predict: PredictFn) -> None:
         tags = target.tags or {}
         model = ServedModel(
-            name=name,
-            alias=alias,
+            name=self._config.model_name,
+            alias=self._config.alias,
             version=version,
             run_id=target.run_id or "",
             test_accuracy=float(tags.get("test_accuracy", "nan")),
             recipe=tags.get("recipe", ""),
             loaded_at=datetime.now(UTC),
-            predict=CoalescingPredictor(predict),  # concurrent calls share forward passes
+            # Concurrent calls share forward passes of at most max_batch images, the size smoke-tested.
+            predict=CoalescingPredictor(predict, self._config.max_batch),
         )
-        self._current = model
-        logger.info("serving version %s of %s (was %s)", version, name, current.version if current else "nothing")
-        if self._on_change is not None:
-            self._on_change(model)
-        return True
+        previous, self._current = self._current, model
+        self._set_refusal(None)
+        logger.info(
+            "serving version %s of %s (was %s)", version, model.name, previous.version if previous else "nothing"
+        )
+        self._on_change(model)
 
     def _run(self) -> None:
-        delay = 0.5
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.sync_once()
-                delay = self._config.poll_seconds
+                failures, delay = 0, self._config.poll_seconds
             except Exception as err:
-                if self._current is None:  # back off quickly at first, up to the poll period
-                    delay = min(delay * 2, self._config.poll_seconds)
+                # Back off quickly at first, up to the poll period: a transient fault is retried soon.
+                failures += 1
+                delay = min(0.5 * 2**failures, self._config.poll_seconds)
+                if self._current is None:
                     logger.warning("%s; retrying in %.1fs", self._problem, delay)
                 else:
-                    delay = self._config.poll_seconds
                     logger.warning(
-                        "registry poll failed (still serving version %s): %s",
+                        "registry poll failed (still serving version %s): %s; retrying in %.1fs",
                         self._current.version,
-                        str(err).splitlines()[0],
+                        first_line(err),
+                        delay,
                     )
             self._stop.wait(delay)
 

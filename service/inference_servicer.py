@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import version as package_version
 
 import grpc
 import numpy as np
 
-from service.classifier_servicer import CurrentModel
+from service.errors import InvalidInputError, NotFoundError
 from service.generated.inference import grpc_predict_v2_pb2 as pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from service.pixels import PIXELS, InvalidInputError, check_batch_size, from_floats, from_uint8
-from service.predictor import ServedModel, classify
+from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8
+from service.predictor import ServedModel, predict_digits
+from service.status import ModelSource, require_model, status_codes
 
 INPUT = "image"
+INPUT_DATATYPES = ("FP32", "UINT8")
 OUTPUTS = {"digit": "INT32", "p_three": "FP32"}
 PLATFORM = "pytorch_torch_export"
 
 
-class NotFoundError(LookupError):
-    """A model name or version this server does not serve."""
+def _check_name(requested: str, served: str) -> None:
+    if requested != served:
+        raise NotFoundError(f"unknown model {requested!r}; this server serves {served!r}")
 
 
-def _check_target(model_name: str, version: str, served_name: str, model: ServedModel | None) -> None:
-    if model_name != served_name:
-        raise NotFoundError(f"unknown model {model_name!r}; this server serves {served_name!r}")
-    if version and model is not None and version != model.version:
-        raise NotFoundError(f"version {version!r} of {served_name!r} is not served; version {model.version!r} is")
+def _check_version(requested: str, model: ServedModel) -> None:
+    """An empty version means whichever is served; any other must be the one this call reads."""
+    if requested and requested != model.version:
+        raise NotFoundError(f"version {requested!r} of {model.name!r} is not served; version {model.version!r} is")
 
 
-def _shape(tensor: pb.ModelInferRequest.InferInputTensor, max_batch: int) -> int:
+def _batch_size(tensor: pb.ModelInferRequest.InferInputTensor, max_batch: int) -> int:
     """The batch size N of a [N, 784] input."""
     shape = list(tensor.shape)
     if len(shape) != 2 or shape[1] != PIXELS or shape[0] < 1:
@@ -45,7 +46,7 @@ def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
         names = [t.name for t in request.inputs]
         raise InvalidInputError(f"expected one input named {INPUT!r}, got {names}")
     tensor = request.inputs[0]
-    n = _shape(tensor, max_batch)
+    n = _batch_size(tensor, max_batch)
     raw = list(request.raw_input_contents)
     contents = tensor.contents
     has_contents = bool(contents.ListFields())  # any typed contents field with values
@@ -88,11 +89,8 @@ def _requested(request: pb.ModelInferRequest) -> list[str]:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(
-        self, current_model: CurrentModel, peek_model: Callable[[], ServedModel | None], model_name: str, max_batch: int
-    ) -> None:
-        self._model = current_model
-        self._peek = peek_model  # the served model or None, without aborting
+    def __init__(self, models: ModelSource, model_name: str, max_batch: int) -> None:
+        self._models = models
         self._name = model_name
         self._max_batch = max_batch
 
@@ -100,14 +98,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self._peek() is not None)
+        return pb.ServerReadyResponse(ready=self._models.current() is not None)
 
     def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
-        model = self._peek()
-        try:
-            _check_target(request.name, request.version, self._name, model)
-        except NotFoundError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        model = self._models.current()
+        with status_codes(context):
+            _check_name(request.name, self._name)
+            if model is not None:
+                _check_version(request.version, model)
         return pb.ModelReadyResponse(ready=model is not None)
 
     def ServerMetadata(
@@ -118,34 +116,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        try:
-            _check_target(request.name, request.version, self._name, self._peek())
-        except NotFoundError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
-        model = self._model(context)
+        with status_codes(context):
+            _check_name(request.name, self._name)
+            model = require_model(self._models, context)
+            _check_version(request.version, model)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=self._name,
             versions=[model.version],
             platform=PLATFORM,
-            inputs=[tensor(name=INPUT, datatype="FP32", shape=[-1, PIXELS])],
+            # One entry per accepted datatype of the one input: the protocol gives a tensor one datatype.
+            inputs=[tensor(name=INPUT, datatype=datatype, shape=[-1, PIXELS]) for datatype in INPUT_DATATYPES],
             outputs=[tensor(name=n, datatype=t, shape=[-1]) for n, t in OUTPUTS.items()],
         )
 
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
-        try:
-            _check_target(request.model_name, request.model_version, self._name, self._peek())
-        except NotFoundError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
-        try:
+        with status_codes(context):
+            _check_name(request.model_name, self._name)
             images = request_images(request, self._max_batch)
             outputs = _requested(request)
-        except InvalidInputError as err:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        answers = classify(self._model(context), images)
-        arrays = {"digit": answers.digits.astype("<i4"), "p_three": answers.p_three.astype("<f4")}
-        response = pb.ModelInferResponse(model_name=self._name, model_version=answers.version, id=request.id)
+            model = require_model(self._models, context)  # the version checked is the version that answers
+            _check_version(request.model_version, model)
+            predictions = predict_digits(model, images)
+        arrays = {"digit": predictions.digits.astype("<i4"), "p_three": predictions.p_three.astype("<f4")}
+        response = pb.ModelInferResponse(model_name=self._name, model_version=predictions.version, id=request.id)
         for name in outputs:
-            response.outputs.add(name=name, datatype=OUTPUTS[name], shape=[len(answers.digits)])
+            response.outputs.add(name=name, datatype=OUTPUTS[name], shape=[len(predictions.digits)])
             response.raw_output_contents.append(arrays[name].tobytes())
         return response

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.errors import InvalidInputError
+
 PIXELS = 784
 
 
-class InvalidInputError(ValueError):
-    """The client sent images the model cannot take; the message is meant for the client."""
-
-
-def _check_size(size: int, count: int | None, what: str, kind: str) -> None:
+def _check_size(size: int, count: int, what: str, kind: str) -> None:
     if size == 0:
         raise InvalidInputError(f"{what}: empty; expected {PIXELS} {kind} pixels per image")
-    if count is not None and size != count * PIXELS:
+    if size != count * PIXELS:
         expected = f"{PIXELS}" if count == 1 else f"{count}×{PIXELS} = {count * PIXELS}"
         raise InvalidInputError(f"{what}: expected {expected} {kind} pixels, got {size}")
-    if size % PIXELS:
-        raise InvalidInputError(f"{what}: expected a multiple of {PIXELS} {kind} pixels, got {size}")
 
 
-def from_floats(values: np.ndarray, count: int | None = None, what: str = "image") -> np.ndarray:
-    """values: flat float32, `count`×784 of them (any multiple if None), in [0, 1] → (N, 784) float32."""
+def from_floats(values: np.ndarray, count: int, what: str) -> np.ndarray:
+    """values: flat float32, `count`×784 of them, in [0, 1] → (count, 784) float32."""
     _check_size(values.size, count, what, "float32")
     finite = np.isfinite(values)
     if not finite.all():
@@ -38,8 +34,8 @@ def from_floats(values: np.ndarray, count: int | None = None, what: str = "image
     return values.astype(np.float32, copy=False).reshape(-1, PIXELS)
 
 
-def from_uint8(raw: bytes | np.ndarray, count: int | None = None, what: str = "image") -> np.ndarray:
-    """raw: `count`×784 bytes (any multiple if None) in [0, 255] → (N, 784) float32 in [0, 1]."""
+def from_uint8(raw: bytes | np.ndarray, count: int, what: str) -> np.ndarray:
+    """raw: `count`×784 bytes in [0, 255] → (count, 784) float32 in [0, 1]."""
     values = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes) else raw
     _check_size(values.size, count, what, "uint8")
     return (values.astype(np.float32) / np.float32(255.0)).reshape(-1, PIXELS)

@@ -8,13 +8,15 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from prometheus_client import start_http_server
 
+from service.calls import CallGuard
 from service.classifier_servicer import ClassifierServicer
 from service.config import ServiceConfig
 from service.follower import RegistryFollower
@@ -23,7 +25,7 @@ from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as api_pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as api_grpc
 from service.inference_servicer import InferenceServicer
-from service.metrics import MetricsInterceptor, ServiceMetrics
+from service.metrics import ServiceMetrics
 from service.predictor import ServedModel
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ SERVICE_NAMES = (
     api_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
     v2_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
+# v1 reflection carries the same messages as v1alpha under another service name; tools now ask for v1.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass
@@ -41,11 +45,6 @@ class Service:
     follower: RegistryFollower
     health: health.HealthServicer
     metrics: ServiceMetrics
-
-    def mark_serving(self, model: ServedModel) -> None:
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.metrics.model_changed(model)
 
     def start(self) -> None:
         self.server.start()
@@ -60,50 +59,82 @@ class Service:
         self.follower.stop()
 
 
-def create_service(config: ServiceConfig, follower: RegistryFollower | None = None) -> Service:
+def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert:
+        return None
+    pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
+    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def _add_reflection(server: grpc.Server) -> None:
+    names = (
+        *SERVICE_NAMES,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+        REFLECTION_V1,
+    )
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": info}),)
+    )
+
+
+def create_service(config: ServiceConfig) -> Service:
     """Build the server bound to config.host:config.port (0 picks a free port); start() runs it."""
-    metrics = ServiceMetrics()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
-        interceptors=[MetricsInterceptor(metrics)],
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-        ],
-    )
-    holder: list[Service] = []
-    follower = follower or RegistryFollower(config, on_change=lambda m: holder[0].mark_serving(m))
-
-    def current_model(context: grpc.ServicerContext) -> ServedModel:
-        model = follower.current()
-        if model is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, follower.problem())
-        return model
-
-    api_grpc.add_ClassifierServicer_to_server(ClassifierServicer(current_model, config.max_batch), server)
-    v2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(current_model, follower.current, config.model_name, config.max_batch), server
-    )
+    metrics = ServiceMetrics(config.model_name, config.alias)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+
+    def on_model_changed(model: ServedModel) -> None:
+        for name in ("", *SERVICE_NAMES):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        metrics.model_changed(model)
+
+    follower = RegistryFollower(config, on_change=on_model_changed, on_refusal=metrics.refusal_changed)
+    token = Path(config.token_file).read_text().strip() if config.token_file else ""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
+        interceptors=[CallGuard(metrics, config.max_streams, token)],
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+        ],
+        maximum_concurrent_rpcs=config.max_in_flight,
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    api_grpc.add_ClassifierServicer_to_server(ClassifierServicer(follower, config.max_batch), server)
+    v2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(follower, config.model_name, config.max_batch), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _add_reflection(server)
+    address = f"{config.host}:{config.port}"
+    credentials = _credentials(config)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise OSError(f"cannot bind gRPC to {address}: {err} (is another server using the port?)") from None
     if port == 0:
-        raise OSError(f"cannot bind gRPC port {config.host}:{config.port}")
-    service = Service(server, port, follower, health_servicer, metrics)
-    holder.append(service)
-    return service
+        raise OSError(f"cannot bind gRPC to {address} (is another server using the port?)")
+    return Service(server, port, follower, health_servicer, metrics)
 
 
 def serve(config: ServiceConfig) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
     service = create_service(config)
     if config.metrics_port:
-        start_http_server(config.metrics_port, registry=service.metrics.registry)
+        try:
+            start_http_server(config.metrics_port, addr=config.metrics_host, registry=service.metrics.registry)
+        except OSError as err:
+            raise OSError(f"cannot bind metrics to {config.metrics_host}:{config.metrics_port}: {err}") from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -114,16 +145,18 @@ def serve(config: ServiceConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     service.start()
     logger.info(
-        "serving %s@%s from %s on port %d (metrics on %s)",
+        "serving %s@%s from %s on %s:%d%s (metrics on %s)",
         config.model_name,
         config.alias,
         config.tracking_uri,
+        config.host,
         service.port,
-        config.metrics_port or "off",
+        " with TLS" if config.tls_cert else "",
+        f"{config.metrics_host}:{config.metrics_port}" if config.metrics_port else "off",
     )
     # Wake every 0.2 s rather than block in one wait: Python runs signal handlers only on the main
-    # thread, between bytecodes, and a wait with no timeout may not return to the interpreter when
-    # the kernel hands the signal to one of gRPC's threads (a CI run saw SERVING 3 s after SIGTERM).
+    # thread, between bytecodes, and a wait with no timeout may not return when the kernel hands
+    # the signal to one of gRPC's threads.
     while not stop.wait(0.2):
         pass
     service.shutdown(config.grace_seconds, config.drain_seconds)

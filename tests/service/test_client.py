@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import main
-from service.preprocess import mnist_style
+from service.client.cli import main
+from service.client.images import mnist_style
 from service.server import Service
 
 Served = tuple[Service, grpc.Channel]

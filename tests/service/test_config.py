@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import ConfigError, load_config
+from service.config import load_config
+from service.errors import ConfigError
 
 
 def test_precedence() -> None:
@@ -24,5 +25,7 @@ def test_precedence() -> None:
 def test_bad_values_name_the_setting() -> None:
     with pytest.raises(ConfigError, match="MAX_BATCH: expected int, got 'lots'"):
         load_config([], {"MAX_BATCH": "lots"})
-    with pytest.raises(ConfigError, match=r"--port/GRPC_PORT: expected 0\.\.65535"):
+    with pytest.raises(ConfigError, match=r"^--port: expected 0\.\.65535, got 70000$"):
         load_config(["--port", "70000"], {})
+    with pytest.raises(ConfigError, match=r"^GRPC_PORT: expected 0\.\.65535, got 70000$"):  # names where it came from
+        load_config([], {"GRPC_PORT": "70000"})

@@ -42,7 +42,10 @@ def test_tritonclient_works_unchanged(served: Served, registry: Registry, test_i
     assert report["server"]["name"] == "mnist37"
     meta = report["metadata"]
     assert meta["name"] == "mnist-3v7" and meta["versions"] == [registry.good]
-    assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": ["-1", "784"]}]
+    assert meta["inputs"] == [  # one input, listed once per datatype it accepts
+        {"name": "image", "datatype": "FP32", "shape": ["-1", "784"]},
+        {"name": "image", "datatype": "UINT8", "shape": ["-1", "784"]},
+    ]
     assert [o["name"] for o in meta["outputs"]] == ["digit", "p_three"]
     for datatype in ("FP32", "UINT8"):
         answer = report[datatype]

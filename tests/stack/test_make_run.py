@@ -21,12 +21,12 @@ pytestmark = pytest.mark.slow
 
 
 class Launcher:
-    """`python -m service.stack` in its own process group, so Ctrl-C reaches it as a terminal sends it."""
+    """`python -m service.launcher` in its own process group, so Ctrl-C reaches it as a terminal sends it."""
 
     def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         self.output: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.stack", *args],
+            [sys.executable, "-m", "service.launcher", *args],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,

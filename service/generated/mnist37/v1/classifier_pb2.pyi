@@ -62,7 +62,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe")
+    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,8 @@ class ModelInfo(_message.Message):
     TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     alias: str
     version: str
@@ -77,4 +79,6 @@ class ModelInfo(_message.Message):
     test_accuracy: float
     loaded_at: _timestamp_pb2.Timestamp
     recipe: str
-    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ...) -> None: ...
+    refused_version: str
+    refused_reason: str
+    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ...) -> None: ...

@@ -81,7 +81,7 @@ class ClassifierServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModelInfo(self, request, context):
-        """The model being served; UNAVAILABLE until one is loaded.
+        """The model being served, and a version refused in its place; UNAVAILABLE until one is loaded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,8 +1,9 @@
-"""`python -m service.client`: classify images with a running mnist37 service and inspect it."""
+"""The command line of `python -m service.client`: classify images with a running service and inspect it."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,9 +12,12 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.client.images import load_image, load_npy
+from service.client.mnist import load_test_split
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from service.preprocess import load_image, load_npy
+
+Metadata = list[tuple[str, str]]
 
 
 def _image(pixels: np.ndarray) -> pb.Image:
@@ -25,12 +29,12 @@ def _image(pixels: np.ndarray) -> pb.Image:
 def _inputs(args: argparse.Namespace) -> tuple[list[str], np.ndarray, list[int | None]]:
     """Names, (N, 784) pixels and, for MNIST samples, the true digits."""
     if args.command == "samples":
-        from trainer.data import load_dataset  # only this command needs MNIST
-
-        test = load_dataset(args.data_dir, seed=0).test
-        idx = np.random.default_rng(args.seed).choice(len(test), size=args.count, replace=False)
-        truths: list[int | None] = [3 if test.labels[i] == 1 else 7 for i in idx]
-        return [f"test[{i}]" for i in idx], test.images.numpy()[idx], truths
+        images, digits = load_test_split(args.data_dir)
+        if not 1 <= args.count <= len(images):
+            raise ValueError(f"-n/--count: expected 1 to {len(images)} test images, got {args.count}")
+        idx = np.random.default_rng(args.seed).choice(len(images), size=args.count, replace=False)
+        truths: list[int | None] = [int(digits[i]) for i in idx]
+        return [f"test[{i}]" for i in idx], images[idx], truths
     names: list[str] = []
     rows: list[np.ndarray] = []
     for path in map(Path, args.files):
@@ -40,9 +44,10 @@ def _inputs(args: argparse.Namespace) -> tuple[list[str], np.ndarray, list[int |
     return names, np.stack(rows), [None] * len(names)
 
 
-def classify(stub: pb_grpc.ClassifierStub, args: argparse.Namespace) -> int:
+def classify(stub: pb_grpc.ClassifierStub, args: argparse.Namespace, metadata: Metadata) -> int:
     names, pixels, truths = _inputs(args)
-    response = stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[_image(p) for p in pixels]), timeout=30)
+    request = pb.ClassifyBatchRequest(images=[_image(p) for p in pixels])
+    response = stub.ClassifyBatch(request, timeout=30, metadata=metadata)
     right = 0
     for name, prediction, truth in zip(names, response.predictions, truths, strict=True):
         mark = "" if truth is None else ("  ✓" if truth == prediction.digit else f"  ✗ (true {truth})")
@@ -65,27 +70,35 @@ def health(channel: grpc.Channel) -> int:
     return 0 if status == "SERVING" else 1
 
 
-def info(channel: grpc.Channel) -> int:
+def info(channel: grpc.Channel, metadata: Metadata) -> int:
     print(f"health: {_health_status(channel)}")
     try:
-        m = pb_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+        m = pb_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=5, metadata=metadata)
     except grpc.RpcError as err:
         print(f"model: none ({err.details()})")
         return 1
     loaded = m.loaded_at.ToDatetime().isoformat(timespec="seconds")
     print(f"model: {m.name}@{m.alias} version {m.version} ({m.recipe}, test accuracy {100 * m.test_accuracy:.2f}%)")
     print(f"run: {m.run_id}; loaded {loaded}Z")
+    if m.refused_version:
+        print(f"refused: version {m.refused_version}: {m.refused_reason}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m service.client", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m service.client", description="Classify images with a running mnist37 service and inspect it."
+    )
     p.add_argument("--target", default="localhost:50051", help="service address (default: localhost:50051)")
+    p.add_argument("--tls-ca", help="PEM CA that signed the server's certificate; turns TLS on (default: off)")
+    p.add_argument("--tls-cert", help="PEM client certificate, for servers that ask for one (with --tls-key)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--token-file", help="file holding the server's bearer token (default: $GRPC_TOKEN_FILE, else none)")
     sub = p.add_subparsers(dest="command", required=True)
     files = sub.add_parser("classify", help="classify PNG/JPEG files or .npy arrays")
     files.add_argument("files", nargs="+", help="images (any size, either polarity) or .npy of 784-pixel rows")
     samples = sub.add_parser("samples", help="classify N random images from the MNIST test split")
-    samples.add_argument("-n", "--count", type=int, default=10, help="how many (default: 10)")
+    samples.add_argument("-n", "--count", type=int, default=10, help="how many, 1 to 2038 (default: 10)")
     samples.add_argument("--seed", type=int, default=0, help="which ones (default: 0)")
     samples.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
     sub.add_parser("info", help="health and the model being served")
@@ -93,15 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    if not args.tls_ca:
+        return grpc.insecure_channel(args.target)
+    key, chain = (Path(p).read_bytes() if p else None for p in (args.tls_key, args.tls_cert))
+    credentials = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes(), key, chain)
+    return grpc.secure_channel(args.target, credentials)
+
+
+def _metadata(args: argparse.Namespace) -> Metadata:
+    token_file = args.token_file or os.environ.get("GRPC_TOKEN_FILE")
+    return [("authorization", f"Bearer {Path(token_file).read_text().strip()}")] if token_file else []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with grpc.insecure_channel(args.target) as channel:
+    try:
+        channel, metadata = _channel(args), _metadata(args)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with channel:
         try:
             if args.command == "info":
-                return info(channel)
+                return info(channel, metadata)
             if args.command == "health":
                 return health(channel)
-            return classify(pb_grpc.ClassifierStub(channel), args)
+            return classify(pb_grpc.ClassifierStub(channel), args, metadata)
         except grpc.RpcError as err:
             print(f"{args.target}: {err.code().name}: {err.details()}", file=sys.stderr)
             return 1

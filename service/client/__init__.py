@@ -1,0 +1,1 @@
+"""`python -m service.client`: a command-line client of the service, with the image handling it needs."""

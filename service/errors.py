@@ -1,0 +1,48 @@
+"""The service's exceptions, and how each reaches a client or the log.
+
+ValueError
+├── ConfigError            a setting the service cannot start with; exit 2 naming it (config.py)
+├── InvalidInputError      a client's request is malformed → INVALID_ARGUMENT
+└── ModelRefusedError      a registry version is not served, for a reason a retry cannot change
+    ├── UntrustedModelError    it holds something other than a pt2 program and its metadata
+    └── SmokeTestError         it loads, but does not answer (N, 784) → (N,) probabilities
+LookupError
+└── NotFoundError          a model name or version this server does not serve → NOT_FOUND
+RuntimeError
+└── ModelError             the served model failed on a request → INTERNAL, naming the version
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A setting with a value the service cannot run with; the message names the setting."""
+
+
+class InvalidInputError(ValueError):
+    """The client sent something the model cannot take; the message is meant for the client."""
+
+
+class ModelRefusedError(ValueError):
+    """A version that breaks the loading rules or does not work; retrying cannot change that."""
+
+
+class UntrustedModelError(ModelRefusedError):
+    """A version holding something other than a pt2 program and its metadata."""
+
+
+class SmokeTestError(ModelRefusedError):
+    """A loaded model gave answers of the wrong shape or outside [0, 1], or none at all."""
+
+
+class NotFoundError(LookupError):
+    """A model name or version this server does not serve."""
+
+
+class ModelError(RuntimeError):
+    """The served model failed on a request; the message names the version."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line, for messages and logs that must stay one line long."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,187 @@
+"""Loads a registry version only if it holds what a pt2 model holds, so nothing from the registry runs here.
+
+MLflow's own loader puts a version's `code/` folder on sys.path and imports the pickle module it
+names before checking anything, and `torch.export.load` unpickles some records of a pt2 archive
+with the full unpickler. So every file is checked here first, by name and by content, and the
+program is then loaded by torch directly: MLflow only copies the two files that are needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickletools
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+import yaml
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from service.errors import ModelRefusedError, UntrustedModelError, first_line
+
+PROGRAM = "data/model.pt2"
+# What `mlflow.pytorch.log_model(..., serialization_format="pt2")` writes, and nothing else.
+EXPECTED_FILES = frozenset(
+    {
+        "MLmodel",
+        "conda.yaml",
+        "python_env.yaml",
+        "requirements.txt",
+        "constraints.txt",
+        "input_example.json",
+        "serving_input_example.json",
+        PROGRAM,
+    }
+)
+# Globals that a tensor saved by torch.save refers to; a pickle naming any other is refused unread.
+_TENSOR_GLOBALS = frozenset(
+    {"torch._utils._rebuild_tensor_v2", "collections.OrderedDict"}
+    | {
+        f"torch.{kind}Storage"
+        for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
+    }
+)
+_TEXT_RECORDS = frozenset({"version", "archive_format", "archive_version", "byteorder", "serialization_id"})
+_TEXT_CONTENT = re.compile(rb"[A-Za-z0-9._-]{1,64}\n?")
+_PAYLOAD_CONFIG = re.compile(r"(?:^|/)data/(?:weights|constants)/[^/]+_config\.json$")
+
+
+def check_listing(paths: list[str]) -> None:
+    """Refuse by file names alone, before anything is downloaded."""
+    if any(p == "code" or p.startswith("code/") for p in paths):
+        raise UntrustedModelError("it has a code/ folder (code_paths); code from the registry is never run")
+    if "data/pickle_module_info.txt" in paths:
+        raise UntrustedModelError("it names a pickle module (data/pickle_module_info.txt); pickled models are refused")
+    if PROGRAM not in paths:
+        pickled = [p for p in paths if p.startswith("data/") and not p.endswith(".pt2")]
+        what = f"a pickled or other payload ({', '.join(pickled)})" if pickled else "no payload"
+        raise UntrustedModelError(f"it holds {what} instead of {PROGRAM}; only torch.export (pt2) programs are served")
+    unexpected = sorted(set(paths) - EXPECTED_FILES)
+    if unexpected:
+        raise UntrustedModelError(f"it holds files a pt2 model does not: {', '.join(unexpected)}")
+
+
+def check_mlmodel(text: str) -> None:
+    """The MLmodel must describe a pytorch flavour with no code and MLflow's default pickle module."""
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise UntrustedModelError(f"its MLmodel is not valid YAML: {first_line(err)}") from None
+    flavors = spec.get("flavors") if isinstance(spec, dict) else None
+    if not isinstance(flavors, dict) or not isinstance(flavors.get("pytorch"), dict):
+        raise ModelRefusedError("its MLmodel has no pytorch flavour; only mlflow.pytorch pt2 models are served")
+    for name, flavor in flavors.items():
+        if isinstance(flavor, dict) and flavor.get("code"):
+            raise UntrustedModelError(f"its MLmodel's {name} flavour names code ({flavor['code']}); none is run")
+    pickle_module = flavors.get("python_function", {}).get("pickle_module_name", "mlflow.pytorch.pickle_module")
+    if pickle_module != "mlflow.pytorch.pickle_module":
+        raise UntrustedModelError(f"its MLmodel names the pickle module {pickle_module!r}; pickled models are refused")
+
+
+def _pickle_globals(stream: bytes) -> set[str]:
+    """The module.name globals a pickle refers to, read without unpickling."""
+    names: set[str] = set()
+    strings: list[str] = []
+    for opcode, arg, _ in pickletools.genops(stream):
+        if opcode.name in ("GLOBAL", "INST"):
+            names.add(str(arg).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL":
+            if len(strings) < 2:
+                raise ValueError("a STACK_GLOBAL whose name is computed")
+            names.add(f"{strings[-2]}.{strings[-1]}")
+            strings = []
+        elif opcode.name.startswith("EXT"):
+            raise ValueError("an extension-registry global")
+        elif "UNICODE" in opcode.name or "STRING" in opcode.name:
+            strings.append(str(arg))
+        elif opcode.name not in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            strings = []
+    return names
+
+
+def _is_tensor_checkpoint(content: bytes) -> bool:
+    """A torch.save archive whose pickles build tensors and containers only."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as checkpoint:
+            pickles = [n for n in checkpoint.namelist() if n.endswith(".pkl")]
+            return bool(pickles) and all(_pickle_globals(checkpoint.read(n)) <= _TENSOR_GLOBALS for n in pickles)
+    except (zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _raw_tensor_records(archive: zipfile.ZipFile) -> set[str]:
+    """Records that the archive's payload configs say are raw tensor bytes (never unpickled)."""
+    raw: set[str] = set()
+    for name in archive.namelist():
+        if not _PAYLOAD_CONFIG.search(name):
+            continue
+        try:
+            entries = json.loads(archive.read(name)).get("config", {})
+        except (ValueError, AttributeError):
+            continue
+        folder = name.rsplit("/", 1)[0]
+        for entry in entries.values() if isinstance(entries, dict) else ():
+            path = entry.get("path_name", "") if isinstance(entry, dict) else ""
+            if entry.get("use_pickle") is False and "/" not in path and path.startswith(("weight_", "tensor_")):
+                raw.add(f"{folder}/{path}")
+    return raw
+
+
+def _is_plain(name: str, content: bytes) -> bool:
+    if name.rsplit("/", 1)[-1] in _TEXT_RECORDS and _TEXT_CONTENT.fullmatch(content):
+        return True
+    try:
+        json.loads(content)
+    except ValueError:
+        return _is_tensor_checkpoint(content)
+    return True
+
+
+def check_program(path: Path) -> None:
+    """Every record of the pt2 archive is JSON, a short text field, raw tensor bytes or a tensor checkpoint."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ModelRefusedError(f"{PROGRAM} is not a readable pt2 archive (corrupt or truncated: {err})") from None
+    with archive:
+        raw = _raw_tensor_records(archive)
+        for info in archive.infolist():
+            if info.is_dir() or info.filename in raw:
+                continue
+            if not _is_plain(info.filename, archive.read(info)):
+                raise UntrustedModelError(
+                    f"record {info.filename!r} of {PROGRAM} is neither metadata nor tensor data "
+                    "(pickled objects and compiled code are refused)"
+                )
+
+
+def _listing(store: ArtifactRepository) -> list[str]:
+    """Every file's path relative to the model's root, folders walked."""
+    paths: list[str] = []
+    pending: list[str | None] = [None]
+    while pending:
+        for entry in store.list_artifacts(pending.pop()):
+            (pending if entry.is_dir else paths).append(entry.path)
+    return sorted(str(p) for p in paths)
+
+
+def load_program(location: str, tracking_uri: str) -> torch.nn.Module:
+    """Check the model files at `location` (a version's download URI) one by one, then load its pt2 program.
+
+    Raises ModelRefusedError for what a retry cannot change; anything else (an unreachable
+    registry or artifact store) is worth retrying."""
+    store = get_artifact_repository(location, tracking_uri=tracking_uri)
+    check_listing(_listing(store))
+    with tempfile.TemporaryDirectory(prefix="mnist37-model-") as scratch:
+        mlmodel = Path(store.download_artifacts("MLmodel", scratch))
+        check_mlmodel(mlmodel.read_text(encoding="utf-8", errors="replace"))
+        program = Path(store.download_artifacts(PROGRAM, scratch))
+        check_program(program)
+        try:
+            return torch.export.load(program).module()
+        except Exception as err:
+            raise ModelRefusedError(f"{PROGRAM} could not be loaded: {first_line(err)}") from None
