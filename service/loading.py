@@ -175,7 +175,10 @@ def load_program(location: str, tracking_uri: str) -> torch.nn.Module:
     Raises ModelRefusedError for what a retry cannot change; anything else (an unreachable
     registry or artifact store) is worth retrying."""
     store = get_artifact_repository(location, tracking_uri=tracking_uri)
-    check_listing(_listing(store))
+    paths = _listing(store)
+    if not paths:  # some stores list a missing folder as empty: a store that is down, not a bad version
+        raise FileNotFoundError(f"no files found at {location}; the artifact store may be unreachable")
+    check_listing(paths)
     with tempfile.TemporaryDirectory(prefix="mnist37-model-") as scratch:
         mlmodel = Path(store.download_artifacts("MLmodel", scratch))
         check_mlmodel(mlmodel.read_text(encoding="utf-8", errors="replace"))

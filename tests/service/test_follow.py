@@ -124,3 +124,144 @@ def test_accuracy_through_the_service_equals_the_trainers(registry: Registry, te
     assert len(answered) == 2038
     tag = MlflowClient(registry.uri, registry.uri).get_model_version("mnist-3v7", registry.good).tags["test_accuracy"]
     assert accuracy == pytest.approx(float(tag), abs=1e-6)
+
+
+class SteadyClients:
+    """Four clients calling Classify in a loop; every answer's version and every failure is kept."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._stub = pb_grpc.ClassifierStub(channel)
+        self._stop = threading.Event()
+        self.seen: list[str] = []
+        self.failures: list[str] = []
+        self._threads = [threading.Thread(target=self._call) for _ in range(4)]
+
+    def _call(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.seen.append(self._stub.Classify(ZERO, timeout=5).prediction.model_version)
+            except grpc.RpcError as err:
+                self.failures.append(f"{err.code()}: {err.details()}")
+
+    def __enter__(self) -> SteadyClients:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def test_hostile_versions_are_refused_under_load_and_after_a_restart(registry: Registry, tmp_path: Path) -> None:
+    from service.generated.mnist37.v1 import classifier_pb2 as api
+    from tests.service.hostile import HOSTILE, PAYLOAD_THREAD, register_hostile
+
+    marker = tmp_path / "payload-ran"
+    hostile = {kind: register_hostile(registry.uri, registry.good, kind, tmp_path, marker) for kind in sorted(HOSTILE)}
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri)) as (service, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        with SteadyClients(channel) as clients:
+            stub = pb_grpc.ClassifierStub(channel)
+            for kind, version in hostile.items():
+                set_alias(registry.uri, version)
+                wait_for(lambda: stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == version)  # noqa: B023
+                info = stub.GetModelInfo(api.GetModelInfoRequest())
+                assert info.version == registry.good and HOSTILE[kind][1] in info.refused_reason, (kind, info)
+                gauge = service.metrics.registry.get_sample_value(
+                    "mnist37_refused_model_version",
+                    {"model": "mnist-3v7", "alias": "champion", "reason": info.refused_reason},
+                )
+                assert gauge == float(version)
+            wait_for(lambda: len(clients.seen) > 100)
+    assert clients.failures == [] and set(clients.seen) == {registry.good}
+    assert not marker.exists() and PAYLOAD_THREAD not in {t.name for t in threading.enumerate()}
+
+    # A restart while the alias points at a hostile version: nothing served, nothing run, and it says why.
+    with running(config_for(registry.uri)) as (_, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        wait_for(lambda: "was refused" in _unavailable(stub))
+        assert HOSTILE[kind][1] in _unavailable(stub) and health_status(channel) == "NOT_SERVING"
+    assert not marker.exists() and PAYLOAD_THREAD not in {t.name for t in threading.enumerate()}
+
+
+def _unavailable(stub: pb_grpc.ClassifierStub) -> str:
+    try:
+        stub.Classify(ZERO, timeout=5)
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        return str(err.details())
+    return ""
+
+
+def _artifacts_of(uri: str, version: str) -> Path:
+    from mlflow import MlflowClient
+
+    return Path(MlflowClient(uri, uri).get_model_version_download_uri("mnist-3v7", version).removeprefix("file://"))
+
+
+def test_a_version_whose_files_are_unreachable_for_a_while_is_served_once_they_return(
+    registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.generated.mnist37.v1 import classifier_pb2 as api
+
+    artifacts = _artifacts_of(registry.uri, registry.other_good)
+    hidden = tmp_path / "hidden"
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri, poll_seconds=1.0)) as (_, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        with SteadyClients(channel) as clients:
+            artifacts.rename(hidden)  # the artifact store is unreachable for a while
+            try:
+                set_alias(registry.uri, registry.other_good)
+                wait_for(lambda: sum("no files found" in r.getMessage() for r in caplog.records) >= 2)  # tried twice
+                wait_for(lambda: len(clients.seen) > 50)
+                stub = pb_grpc.ClassifierStub(channel)
+                assert stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == ""  # not refused for good
+            finally:
+                hidden.rename(artifacts)
+            wait_for(lambda: clients.seen[-1] == registry.other_good)
+    assert clients.failures == []
+
+    # The same at start-up: NOT_SERVING while the files are missing, SERVING once they are back.
+    artifacts.rename(hidden)
+    try:
+        with running(config_for(registry.uri, poll_seconds=1.0)) as (_, channel):
+            stub = pb_grpc.ClassifierStub(channel)
+            wait_for(lambda: "could not be loaded" in _unavailable(stub))
+            hidden.rename(artifacts)
+            wait_for(lambda: health_status(channel) == "SERVING")
+            assert stub.Classify(ZERO, timeout=5).prediction.model_version == registry.other_good
+    finally:
+        if hidden.exists():
+            hidden.rename(artifacts)
+
+
+def test_a_program_that_cannot_take_the_largest_batch_is_refused(registry: Registry, tmp_path: Path) -> None:
+    import torch
+
+    from tests.service.hostile import model_files, register_folder
+
+    class Sum(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(x.sum(dim=1) - 392)
+
+    batch = torch.export.Dim("batch", min=1, max=3)  # exported for at most 3 images
+    program = torch.export.export(Sum(), (torch.zeros(2, 784),), dynamic_shapes={"x": {0: batch}})
+    folder = model_files(registry.uri, registry.good, tmp_path / "small")
+    torch.export.save(program, folder / "data" / "model.pt2")
+    version = register_folder(registry.uri, folder, "at-most-3")
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri, max_batch=64)) as (_, channel):
+        wait_for(lambda: health_status(channel) == "SERVING")
+        with SteadyClients(channel) as clients:
+            set_alias(registry.uri, version)
+            stub = pb_grpc.ClassifierStub(channel)
+            from service.generated.mnist37.v1 import classifier_pb2 as api
+
+            wait_for(lambda: stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == version)
+            assert "failed on a batch of 64 images" in stub.GetModelInfo(api.GetModelInfoRequest()).refused_reason
+            wait_for(lambda: len(clients.seen) > 50)
+    assert clients.failures == [] and set(clients.seen) == {registry.good}

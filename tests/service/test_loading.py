@@ -1,0 +1,74 @@
+"""The loading rules: a version's files are checked before anything of it is imported or unpickled."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.errors import ModelRefusedError, UntrustedModelError
+from service.loading import _pickle_globals, check_listing, check_mlmodel, load_program
+from tests.service.conftest import Registry
+from tests.service.hostile import HOSTILE, PAYLOAD_THREAD, _Exec, model_files
+
+pytestmark = pytest.mark.slow  # needs the registry's trained versions
+
+
+def test_a_genuine_version_loads_and_answers_like_the_trainer_exported_it(registry: Registry, tmp_path: Path) -> None:
+    folder = model_files(registry.uri, registry.good, tmp_path / "good")
+    program = load_program(str(folder), registry.uri)
+    reference = torch.export.load(folder / "data" / "model.pt2").module()
+    images = torch.from_numpy(np.random.default_rng(0).random((5, 784), dtype=np.float32))
+    with torch.inference_mode():
+        assert torch.equal(program(images), reference(images))
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_each_hostile_version_is_refused_and_nothing_of_it_runs(registry: Registry, tmp_path: Path, kind: str) -> None:
+    make, needle = HOSTILE[kind]
+    folder = model_files(registry.uri, registry.good, tmp_path / kind)
+    marker = tmp_path / "ran"
+    make(folder, marker)
+    with pytest.raises(ModelRefusedError, match=needle):
+        load_program(str(folder), registry.uri)
+    assert not marker.exists()
+    assert PAYLOAD_THREAD not in {t.name for t in threading.enumerate()}
+
+
+def test_listing_rules_name_what_they_refuse() -> None:
+    good = ["MLmodel", "conda.yaml", "data/model.pt2", "python_env.yaml", "requirements.txt"]
+    check_listing(good)
+    for paths, needle in [
+        ([*good, "code/x.py"], "code/ folder"),
+        ([*good, "data/pickle_module_info.txt"], "names a pickle module"),
+        (["MLmodel", "data/model.pth"], "a pickled or other payload (data/model.pth)"),
+        (["MLmodel"], "no payload"),
+        ([*good, "notes.txt"], "files a pt2 model does not: notes.txt"),
+    ]:
+        with pytest.raises(UntrustedModelError, match=None) as err:
+            check_listing(paths)
+        assert needle in str(err.value)
+
+
+def test_mlmodel_rules() -> None:
+    check_mlmodel("flavors:\n  pytorch: {code: null, model_data: data}\n")
+    for text, needle in [
+        ("flavors:\n  pytorch: {code: code}\n", "names code"),
+        ("flavors:\n  python_function: {code: src}\n  pytorch: {}\n", "names code"),
+        ("flavors:\n  pytorch: {}\n  python_function: {pickle_module_name: evil}\n", "pickle module 'evil'"),
+        ("flavors:\n  sklearn: {}\n", "no pytorch flavour"),
+        ("flavors: [\n", "not valid YAML"),
+    ]:
+        with pytest.raises(ModelRefusedError, match=None) as err:
+            check_mlmodel(text)
+        assert needle in str(err.value)
+
+
+def test_pickle_globals_are_read_without_unpickling() -> None:
+    assert _pickle_globals(pickle.dumps(_Exec("raise SystemExit"), protocol=2)) == {"__builtin__.exec"}  # Python 2 name
+    assert _pickle_globals(pickle.dumps(_Exec("raise SystemExit"), protocol=4)) == {"builtins.exec"}
+    assert _pickle_globals(pickle.dumps({"a": [1, 2.0]}, protocol=4)) == set()
