@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import mlflow
@@ -15,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mlflow import MlflowClient
 
 from service.config import ServiceConfig
+from service.predictor import ServedModel
 from service.server import Service, create_service
 from tests.conftest import new_store, wait_until
 from trainer.cli import run
@@ -75,10 +78,6 @@ def health_status(channel: grpc.Channel, service: str = "") -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    wait_until(condition, timeout)
-
-
 @contextmanager
 def running(config: ServiceConfig) -> Iterator[tuple[Service, grpc.Channel]]:
     service = create_service(config)
@@ -91,12 +90,29 @@ def running(config: ServiceConfig) -> Iterator[tuple[Service, grpc.Channel]]:
         service.shutdown(grace=1)
 
 
+@contextmanager
+def serving_fake(
+    tmp_path: Path, predict: Callable[[np.ndarray], np.ndarray], **overrides: object
+) -> Iterator[tuple[Service, grpc.Channel]]:
+    """A real server whose model is `predict` as version 9, for isolating the call path from the registry."""
+    service = create_service(config_for(new_store(tmp_path), **overrides))
+    model = ServedModel("mnist-3v7", "champion", "9", "", 1.0, "fake", datetime.now(UTC), predict)
+    service.follower.current = lambda: model  # type: ignore[method-assign]
+    service.server.start()  # the follower is not started: the fake stays
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
+    try:
+        yield service, channel
+    finally:
+        channel.close()
+        service.server.stop(0).wait()
+
+
 @pytest.fixture
 def served(registry: Registry) -> Iterator[tuple[Service, grpc.Channel]]:
     """A server on @champion = the first good version, already SERVING."""
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri, max_batch=64)) as (service, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         yield service, channel
 
 

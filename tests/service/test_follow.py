@@ -11,8 +11,8 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import new_store
-from tests.service.conftest import Registry, config_for, health_status, running, set_alias, wait_for
+from tests.conftest import new_store, wait_until
+from tests.service.conftest import Registry, config_for, health_status, running, set_alias
 
 pytestmark = pytest.mark.slow
 ZERO = pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)))
@@ -37,14 +37,14 @@ def test_starts_without_a_model_then_serves_once_one_is_registered(mnist_dir: st
         mlflow.set_tracking_uri(uri)
         result = run(parse_config(["--quiet", "--recipe", "mlp", "--epochs", "1"]))
         assert MlflowClient().get_registered_model("mnist-3v7").aliases == {"champion": 1}
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         assert stub.Classify(ZERO, timeout=5).prediction.model_version == result.version
 
 
 def test_alias_move_under_load_has_zero_failed_calls(registry: Registry) -> None:
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri)) as (_, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         stub = pb_grpc.ClassifierStub(channel)
         stop = threading.Event()
         seen: list[str] = []
@@ -60,9 +60,9 @@ def test_alias_move_under_load_has_zero_failed_calls(registry: Registry) -> None
         threads = [threading.Thread(target=client) for _ in range(4)]
         for t in threads:
             t.start()
-        wait_for(lambda: len(seen) > 50)
+        wait_until(lambda: len(seen) > 50, 20)
         set_alias(registry.uri, registry.other_good)
-        wait_for(lambda: seen[-1] == registry.other_good and seen.count(registry.other_good) > 50)
+        wait_until(lambda: seen[-1] == registry.other_good and seen.count(registry.other_good) > 50, 20)
         stop.set()
         for t in threads:
             t.join()
@@ -78,9 +78,9 @@ def test_broken_version_is_refused_and_the_old_one_keeps_serving(
 ) -> None:
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri)) as (_, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         set_alias(registry.uri, registry.broken)
-        wait_for(lambda: any(f"refused version {registry.broken}" in r.getMessage() for r in caplog.records))
+        wait_until(lambda: any(f"refused version {registry.broken}" in r.getMessage() for r in caplog.records), 20)
         stub = pb_grpc.ClassifierStub(channel)
         assert stub.Classify(ZERO, timeout=5).prediction.model_version == registry.good
         assert health_status(channel) == "SERVING"
@@ -88,13 +88,13 @@ def test_broken_version_is_refused_and_the_old_one_keeps_serving(
             r.getMessage() for r in caplog.records if "refused" in r.getMessage()
         )
         set_alias(registry.uri, registry.other_good)  # a good version after a broken one is still taken
-        wait_for(lambda: stub.Classify(ZERO, timeout=5).prediction.model_version == registry.other_good)
+        wait_until(lambda: stub.Classify(ZERO, timeout=5).prediction.model_version == registry.other_good, 20)
 
 
 def test_registry_outage_after_start_does_not_stop_serving(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri)) as (service, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         calls = []
 
         def unreachable(*args: object) -> None:
@@ -102,7 +102,7 @@ def test_registry_outage_after_start_does_not_stop_serving(registry: Registry, m
             raise ConnectionError("registry unreachable")
 
         monkeypatch.setattr(service.follower._client, "get_model_version_by_alias", unreachable)
-        wait_for(lambda: len(calls) >= 3)
+        wait_until(lambda: len(calls) >= 3, 20)
         stub = pb_grpc.ClassifierStub(channel)
         assert stub.Classify(ZERO, timeout=5).prediction.model_version == registry.good
         assert health_status(channel) == "SERVING"
@@ -114,7 +114,7 @@ def test_accuracy_through_the_service_equals_the_trainers(registry: Registry, te
     set_alias(registry.uri, registry.good)
     images, digits = test_images
     with running(config_for(registry.uri)) as (_, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         stub = pb_grpc.ClassifierStub(channel)
         answered = []
         for start in range(0, len(images), 1000):
@@ -162,12 +162,12 @@ def test_hostile_versions_are_refused_under_load_and_after_a_restart(registry: R
     hostile = {kind: register_hostile(registry.uri, registry.good, kind, tmp_path, marker) for kind in sorted(HOSTILE)}
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri)) as (service, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         with SteadyClients(channel) as clients:
             stub = pb_grpc.ClassifierStub(channel)
             for kind, version in hostile.items():
                 set_alias(registry.uri, version)
-                wait_for(lambda: stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == version)  # noqa: B023
+                wait_until(lambda: stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == version, 20)  # noqa: B023
                 info = stub.GetModelInfo(api.GetModelInfoRequest())
                 assert info.version == registry.good and HOSTILE[kind][1] in info.refused_reason, (kind, info)
                 gauge = service.metrics.registry.get_sample_value(
@@ -175,14 +175,14 @@ def test_hostile_versions_are_refused_under_load_and_after_a_restart(registry: R
                     {"model": "mnist-3v7", "alias": "champion", "reason": info.refused_reason},
                 )
                 assert gauge == float(version)
-            wait_for(lambda: len(clients.seen) > 100)
+            wait_until(lambda: len(clients.seen) > 100, 20)
     assert clients.failures == [] and set(clients.seen) == {registry.good}
     assert not marker.exists() and PAYLOAD_THREAD not in {t.name for t in threading.enumerate()}
 
     # A restart while the alias points at a hostile version: nothing served, nothing run, and it says why.
     with running(config_for(registry.uri)) as (_, channel):
         stub = pb_grpc.ClassifierStub(channel)
-        wait_for(lambda: "was refused" in _unavailable(stub))
+        wait_until(lambda: "was refused" in _unavailable(stub), 20)
         assert HOSTILE[kind][1] in _unavailable(stub) and health_status(channel) == "NOT_SERVING"
     assert not marker.exists() and PAYLOAD_THREAD not in {t.name for t in threading.enumerate()}
 
@@ -194,6 +194,10 @@ def _unavailable(stub: pb_grpc.ClassifierStub) -> str:
         assert err.code() == grpc.StatusCode.UNAVAILABLE
         return str(err.details())
     return ""
+
+
+def _count(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(text in record.getMessage() for record in caplog.records)
 
 
 def _artifacts_of(uri: str, version: str) -> Path:
@@ -211,18 +215,20 @@ def test_a_version_whose_files_are_unreachable_for_a_while_is_served_once_they_r
     hidden = tmp_path / "hidden"
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri, poll_seconds=1.0)) as (_, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         with SteadyClients(channel) as clients:
             artifacts.rename(hidden)  # the artifact store is unreachable for a while
             try:
                 set_alias(registry.uri, registry.other_good)
-                wait_for(lambda: sum("no files found" in r.getMessage() for r in caplog.records) >= 2)  # tried twice
-                wait_for(lambda: len(clients.seen) > 50)
+                wait_until(
+                    lambda: sum("no files found" in r.getMessage() for r in caplog.records) >= 2, 20
+                )  # tried twice
+                wait_until(lambda: len(clients.seen) > 50, 20)
                 stub = pb_grpc.ClassifierStub(channel)
                 assert stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == ""  # not refused for good
             finally:
                 hidden.rename(artifacts)
-            wait_for(lambda: clients.seen[-1] == registry.other_good)
+            wait_until(lambda: clients.seen[-1] == registry.other_good, 20)
     assert clients.failures == []
 
     # The same at start-up: NOT_SERVING while the files are missing, SERVING once they are back.
@@ -230,9 +236,9 @@ def test_a_version_whose_files_are_unreachable_for_a_while_is_served_once_they_r
     try:
         with running(config_for(registry.uri, poll_seconds=1.0)) as (_, channel):
             stub = pb_grpc.ClassifierStub(channel)
-            wait_for(lambda: "could not be loaded" in _unavailable(stub))
+            wait_until(lambda: "could not be loaded" in _unavailable(stub), 20)
             hidden.rename(artifacts)
-            wait_for(lambda: health_status(channel) == "SERVING")
+            wait_until(lambda: health_status(channel) == "SERVING", 20)
             assert stub.Classify(ZERO, timeout=5).prediction.model_version == registry.other_good
     finally:
         if hidden.exists():
@@ -255,13 +261,13 @@ def test_a_program_that_cannot_take_the_largest_batch_is_refused(registry: Regis
     version = register_folder(registry.uri, folder, "at-most-3")
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri, max_batch=64)) as (_, channel):
-        wait_for(lambda: health_status(channel) == "SERVING")
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
         with SteadyClients(channel) as clients:
             set_alias(registry.uri, version)
             stub = pb_grpc.ClassifierStub(channel)
             from service.generated.mnist37.v1 import classifier_pb2 as api
 
-            wait_for(lambda: stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == version)
+            wait_until(lambda: stub.GetModelInfo(api.GetModelInfoRequest()).refused_version == version, 20)
             assert "failed on a batch of 64 images" in stub.GetModelInfo(api.GetModelInfoRequest()).refused_reason
-            wait_for(lambda: len(clients.seen) > 50)
+            wait_until(lambda: len(clients.seen) > 50, 20)
     assert clients.failures == [] and set(clients.seen) == {registry.good}

@@ -16,8 +16,8 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import free_port
-from tests.service.conftest import Registry, health_status, set_alias, wait_for
+from tests.conftest import free_port, wait_until
+from tests.service.conftest import Registry, health_status, set_alias
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
     )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        wait_for(lambda: _status(channel) == "SERVING", timeout=60)
+        wait_until(lambda: _status(channel) == "SERVING", 60)
         stub = pb_grpc.ClassifierStub(channel)
         sent = threading.Event()
         answers: list[pb.ClassifyResponse] = []
@@ -50,7 +50,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
         stream.start()
         sent.wait(10)
         proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: health_status(channel) == "NOT_SERVING", timeout=3)  # seen within the drain window
+        wait_until(lambda: health_status(channel) == "NOT_SERVING", 3)  # seen within the drain window
         stream.join(30)
         assert [a.request_id for a in answers] == [str(i) for i in range(10)]  # the in-flight call finished
         assert proc.wait(timeout=30) == 0
@@ -85,13 +85,13 @@ def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, t
     mlflow_server: subprocess.Popen[bytes] | None = None
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     try:
-        wait_for(lambda: _status(channel) == "NOT_SERVING", timeout=60)  # up, and says it cannot serve yet
+        wait_until(lambda: _status(channel) == "NOT_SERVING", 60)  # up, and says it cannot serve yet
         stub = pb_grpc.ClassifierStub(channel)
         with pytest.raises(grpc.RpcError) as err:
             stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "mnist-3v7@champion" in err.value.details()
-        wait_for(lambda: any("retrying in 4.0s" in line for line in log), timeout=30)
+        wait_until(lambda: any("retrying in 4.0s" in line for line in log), 30)
         delays = [float(line.split("retrying in ")[1].split("s")[0]) for line in log if "retrying in" in line]
         assert delays[:3] == [1.0, 2.0, 4.0]  # backs off, up to the poll period
 
@@ -102,7 +102,7 @@ def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, t
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: _status(channel) == "SERVING", timeout=120)
+        wait_until(lambda: _status(channel) == "SERVING", 120)
         answer = stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5)
         assert answer.prediction.model_version == registry.good
         assert service.poll() is None

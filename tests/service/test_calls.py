@@ -1,0 +1,163 @@
+"""The call guard over a real server: stream limits, malformed bytes, cancellations, spent deadlines,
+tokens, and a model failing at serving time. The model is a stand-in, to isolate the call path."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from service.generated.inference import grpc_predict_v2_pb2 as v2
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from service.server import Service
+from tests.conftest import wait_until
+from tests.service.conftest import health_status, serving_fake
+
+ZERO = pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)))
+
+
+def half(images: np.ndarray) -> np.ndarray:
+    return np.full(len(images), 0.5, np.float32)
+
+
+def _count(service: Service, method: str, code: str) -> float:
+    value = service.metrics.registry.get_sample_value("mnist37_grpc_requests_total", {"method": method, "code": code})
+    return value or 0.0
+
+
+def _idle(release: threading.Event) -> Iterator[pb.ClassifyRequest]:
+    """A stream that opens and then sends nothing until released."""
+    release.wait(60)
+    yield from ()
+
+
+def _timed(call: object) -> float:
+    start = time.perf_counter()
+    call()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def test_500_open_streams_leave_health_and_unary_calls_answering(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half, max_streams=8) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        before = [_timed(lambda: health_status(channel)) for _ in range(20)]
+        release = threading.Event()
+        streams = [stub.ClassifyStream(_idle(release), timeout=60) for _ in range(500)]
+        try:
+            wait_until(lambda: sum(s.done() for s in streams) >= 492, 60, "all but 8 streams refused")
+            refused = [s for s in streams if s.done()]
+            assert {s.code() for s in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert any("8 streams are open, this server's limit (--max-streams)" in s.details() for s in refused)
+            during = [_timed(lambda: health_status(channel)) for _ in range(20)]
+            answers = [stub.Classify(ZERO, timeout=2).prediction.digit for _ in range(20)]
+        finally:
+            release.set()
+        assert answers == [3] * 20
+        assert statistics.median(during) < max(10 * statistics.median(before), 0.05)
+        wait_until(lambda: all(s.done() for s in streams), 30, "held streams end once their clients close them")
+        assert sum(s.code() == grpc.StatusCode.OK for s in streams) == 8
+        assert _count(service, "ClassifyStream", "RESOURCE_EXHAUSTED") >= 492
+
+
+def test_malformed_bytes_are_invalid_argument_counted_and_the_next_call_is_served(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half) as (service, channel):
+        for method, message in [
+            ("/mnist37.v1.Classifier/Classify", "mnist37.v1.ClassifyRequest"),
+            ("/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"),
+        ]:
+            raw = channel.unary_unary(method, request_serializer=None, response_deserializer=None)  # bytes as they are
+            with pytest.raises(grpc.RpcError) as err:
+                raw(b"\xff\xff\xff\xff", timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"the request is not a valid {message} message" in err.value.details()
+            assert _count(service, method.rsplit("/", 1)[1], "INVALID_ARGUMENT") == 1
+        stream = channel.stream_stream("/mnist37.v1.Classifier/ClassifyStream", None, None)
+        with pytest.raises(grpc.RpcError) as err:
+            list(stream(iter([ZERO.SerializeToString(), b"\xff\xff"]), timeout=5))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "message 1:" in err.value.details()
+        stub = pb_grpc.ClassifierStub(channel)
+        assert stub.Classify(ZERO, timeout=5).prediction.digit == 3
+
+
+def test_a_cancelled_stream_is_counted_as_cancelled(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half) as (service, channel):
+        release = threading.Event()
+
+        def one_then_wait() -> Iterator[pb.ClassifyRequest]:
+            yield ZERO
+            release.wait(30)
+
+        call = pb_grpc.ClassifierStub(channel).ClassifyStream(one_then_wait(), timeout=30)
+        assert next(call).prediction.digit == 3
+        call.cancel()
+        release.set()
+        wait_until(lambda: _count(service, "ClassifyStream", "CANCELLED") == 1, 10, "CANCELLED counted")
+        assert _count(service, "ClassifyStream", "UNKNOWN") == 0
+
+
+def test_work_whose_deadline_passed_while_queued_is_not_started(tmp_path: Path) -> None:
+    forwards: list[int] = []
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        forwards.append(len(images))
+        time.sleep(0.5)
+        return half(images)
+
+    with serving_fake(tmp_path, slow, workers=2, max_streams=1) as (_, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        busy = [stub.Classify.future(ZERO, timeout=10) for _ in range(2)]  # both workers busy for 0.5 s
+        time.sleep(0.1)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)), request_id="late"), timeout=0.2)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert [f.result().prediction.digit for f in busy] == [3, 3]
+        time.sleep(0.3)  # the late call would have run by now
+        assert len(forwards) == 2  # one forward each for the two calls in time; none for the late one
+
+
+def test_a_model_failing_at_serving_time_is_internal_naming_the_version(tmp_path: Path) -> None:
+    def broken(images: np.ndarray) -> np.ndarray:
+        raise RuntimeError("shape guard failed\nTraceback (most recent call last): ...")
+
+    with serving_fake(tmp_path, broken) as (service, channel):
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.ClassifierStub(channel).Classify(ZERO, timeout=5)
+        assert err.value.code() == grpc.StatusCode.INTERNAL
+        assert err.value.details() == "version 9 of mnist-3v7 failed on 1 images: shape guard failed"
+        request = v2.ModelInferRequest(
+            model_name="mnist-3v7",
+            inputs=[v2.ModelInferRequest.InferInputTensor(name="image", datatype="UINT8", shape=[1, 784])],
+            raw_input_contents=[bytes(784)],
+        )
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=v2.ModelInferRequest.SerializeToString,
+            response_deserializer=v2.ModelInferResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            infer(request, timeout=5)
+        assert err.value.code() == grpc.StatusCode.INTERNAL and "version 9" in err.value.details()
+        assert _count(service, "Classify", "INTERNAL") == 1 and _count(service, "Classify", "UNKNOWN") == 0
+
+
+def test_a_token_is_required_by_every_call_but_health(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with serving_fake(tmp_path, half, token_file=str(token_file)) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", "s3cret-token")]):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Classify(ZERO, timeout=5, metadata=metadata)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "authorization: Bearer <token>" in err.value.details()
+        answer = stub.Classify(ZERO, timeout=5, metadata=[("authorization", "Bearer s3cret-token")])
+        assert answer.prediction.model_version == "9"
+        assert health_status(channel) in ("SERVING", "NOT_SERVING")  # answered without a token
+        assert _count(service, "Classify", "UNAUTHENTICATED") == 3
