@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
+from service.client.cli import main
 from service.generated.inference import grpc_predict_v2_pb2 as v2
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
@@ -161,3 +162,6 @@ def test_a_token_is_required_by_every_call_but_health(tmp_path: Path) -> None:
         assert answer.prediction.model_version == "9"
         assert health_status(channel) in ("SERVING", "NOT_SERVING")  # answered without a token
         assert _count(service, "Classify", "UNAUTHENTICATED") == 3
+        target = ["--target", f"127.0.0.1:{service.port}"]
+        assert main([*target, "info"]) == 1  # the CLI client without the token
+        assert main([*target, "--token-file", str(token_file), "info"]) == 0

@@ -67,3 +67,11 @@ def test_client_reports_errors_without_a_traceback(tmp_path: Path, capsys: pytes
     np.save(tmp_path / "bad.npy", np.zeros(100))
     assert main(["--target", "127.0.0.1:1", "classify", str(tmp_path / "bad.npy")]) == 2
     assert "expected a multiple of 784" in capsys.readouterr().err
+
+
+def test_samples_without_mnist_says_where_it_looked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--target", "127.0.0.1:1", "samples", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"MNIST's test split is not at {tmp_path}/MNIST/raw" in err and len(err.splitlines()) == 1
+    assert main(["--target", "127.0.0.1:1", "samples", "-n", "0"]) == 2
+    assert "-n/--count: expected 1 to 2038 test images, got 0" in capsys.readouterr().err

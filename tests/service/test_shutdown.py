@@ -64,6 +64,34 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
     assert "received SIGTERM" in log and "stopped" in log
 
 
+def test_the_process_exits_promptly_once_stopped(registry: Registry) -> None:
+    """Orchestrators wait for the exit, not the log line: teardown must not eat into their grace period."""
+    set_alias(registry.uri, registry.good)
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "--drain-seconds", "0", "--grace-seconds", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in proc.stdout or []))
+    reader.start()
+    try:
+        wait_until(lambda: any("serving version" in line for _, line in lines), 60, "serving")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        exited = time.monotonic()
+        reader.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stopped = next(t for t, line in lines if line.rstrip().endswith("stopped"))
+    assert exited - stopped < 1.5, f"exit came {exited - stopped:.2f}s after 'stopped'"
+
+
 def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, tmp_path: Path) -> None:
     set_alias(registry.uri, registry.good)
     grpc_port, registry_port = free_port(), free_port()
@@ -123,7 +151,14 @@ def _status(channel: grpc.Channel) -> str | None:
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["--port", "http"], "--port: expected int, got 'http'"), (["--poll-seconds", "0"], "--poll-seconds")],
+    [
+        (["--port", "http"], "--port: expected int, got 'http'"),
+        (["--poll-seconds", "0"], "--poll-seconds: expected a positive number, got 0.0"),
+        (["--max-streams", "16"], "--max-streams: expected fewer than the 16 workers, got 16"),
+        (["--tls-cert", "server.pem"], "--tls-key/GRPC_TLS_KEY: TLS needs both a certificate and its key"),
+        (["--token-file", "/no/such/token"], "--token-file: no such file: /no/such/token"),
+        (["--tracking-uri", "sqlite:///no/such/mlflow.db"], "--tracking-uri/MLFLOW_TRACKING_URI: no SQLite store at"),
+    ],
 )
 def test_bad_settings_fail_fast_naming_the_setting(args: list[str], needle: str) -> None:
     result = subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True, timeout=60)
