@@ -108,16 +108,21 @@ def test_reflection_lists_every_service(served: Served) -> None:
     response = next(stub.ServerReflectionInfo(iter([request])))
     names = {s.name for s in response.list_services_response.service}
     assert names >= {"mnist37.v1.Classifier", "inference.GRPCInferenceService", "grpc.health.v1.Health"}
-    for service_name in ("mnist37.v1.Classifier", "inference.GRPCInferenceService"):
+    expected = {
+        "mnist37.v1.Classifier": {"Classify", "ClassifyBatch", "ClassifyStream", "GetModelInfo"},
+        "inference.GRPCInferenceService": {"ModelInfer", "ModelMetadata", "ServerLive", "ServerReady"},
+    }
+    for service_name, wanted in expected.items():
         describe = reflection_pb2.ServerReflectionRequest(file_containing_symbol=service_name)
         files = next(stub.ServerReflectionInfo(iter([describe]))).file_descriptor_response.file_descriptor_proto
         methods = {
             m.name
             for f in map(descriptor_pb2.FileDescriptorProto.FromString, files)
             for s in f.service
+            if f"{f.package}.{s.name}" == service_name
             for m in s.method
         }
-        assert {"ClassifyStream", "GetModelInfo"} <= methods or {"ModelInfer", "ServerLive"} <= methods
+        assert wanted <= methods, service_name
 
 
 def test_metrics_count_methods_and_codes(served: Served) -> None:

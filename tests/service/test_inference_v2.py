@@ -58,7 +58,8 @@ def test_tritonclient_works_unchanged(served: Served, registry: Registry, test_i
     assert errors["wrong_shape"].startswith("StatusCode.INVALID_ARGUMENT") and "[1, 783]" in errors["wrong_shape"]
     assert errors["wrong_datatype"].startswith("StatusCode.INVALID_ARGUMENT") and "INT64" in errors["wrong_datatype"]
 
-    # Every field we declare has the number, type and label of the published protocol's.
+    # Every field we declare has the number, type and label of the published protocol's (the probe
+    # reads theirs in its own process: both packages register the `inference` proto package).
     ours = {}
     for name, desc in pb.DESCRIPTOR.message_types_by_name.items():
         ours[name] = {f.name: [f.number, f.type, f.label] for f in desc.fields}

@@ -13,10 +13,6 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 
-def fields(message: object) -> dict[str, list[object]]:
-    return {f.name: [f.number, f.type, f.label] for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
-
-
 def descriptors() -> dict[str, dict[str, list[object]]]:
     out: dict[str, dict[str, list[object]]] = {}
     for name, desc in service_pb2.DESCRIPTOR.message_types_by_name.items():
