@@ -34,6 +34,7 @@ EXPECTED_FILES = frozenset(
         "constraints.txt",
         "input_example.json",
         "serving_input_example.json",
+        "registered_model_meta",  # written beside a local store's model by MLflow's models:/ downloads
         PROGRAM,
     }
 )

@@ -42,6 +42,7 @@ def test_each_hostile_version_is_refused_and_nothing_of_it_runs(registry: Regist
 def test_listing_rules_name_what_they_refuse() -> None:
     good = ["MLmodel", "conda.yaml", "data/model.pt2", "python_env.yaml", "requirements.txt"]
     check_listing(good)
+    check_listing([*good, "registered_model_meta"])  # MLflow adds it when anyone loads models:/ from a local store
     for paths, needle in [
         ([*good, "code/x.py"], "code/ folder"),
         ([*good, "data/pickle_module_info.txt"], "names a pickle module"),
