@@ -27,10 +27,14 @@ def image_array(image: pb.Image, what: str) -> np.ndarray:
 
 
 def _messages(predictions: Predictions) -> list[pb.Prediction]:
-    return [
+    messages = [
         pb.Prediction(digit=int(d), p_three=float(p), model_version=predictions.version)
         for d, p in zip(predictions.digits, predictions.p_three, strict=True)
     ]
+    if predictions.known is not None and predictions.ood_score is not None:
+        for message, known, score in zip(messages, predictions.known, predictions.ood_score, strict=True):
+            message.known, message.ood_score = bool(known), float(score)
+    return messages
 
 
 class ClassifierServicer(pb_grpc.ClassifierServicer):
@@ -75,6 +79,8 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
             recipe=model.recipe,
         )
         info.loaded_at.FromDatetime(model.loaded_at)
+        if model.ood_threshold is not None:
+            info.can_abstain, info.ood_threshold = True, model.ood_threshold
         refusal = self._models.refusal()
         if refusal is not None:
             info.refused_version, info.refused_reason = refusal.version, refusal.reason

@@ -30,9 +30,10 @@ class Refusal:
     reason: str
 
 
-def load_predictor(location: str, tracking_uri: str) -> PredictFn:
-    """The checked pt2 program at `location` as a function from (N, 784) float32 to (N,) p(three)."""
-    module = load_program(location, tracking_uri)
+def load_predictor(location: str, tracking_uri: str) -> tuple[PredictFn, float | None]:
+    """The checked pt2 program at `location` as a PredictFn, and its abstention threshold if it has one."""
+    program = load_program(location, tracking_uri)
+    module = program.module
 
     def predict(images: np.ndarray) -> np.ndarray:
         if not images.flags.writeable:  # decoded straight from the request buffer; torch wants writable memory
@@ -41,7 +42,7 @@ def load_predictor(location: str, tracking_uri: str) -> PredictFn:
             out: np.ndarray = module(torch.from_numpy(images)).numpy()
         return out
 
-    return predict
+    return predict, program.ood_threshold
 
 
 class RegistryFollower:
@@ -109,18 +110,18 @@ class RegistryFollower:
         try:
             # The version, not the alias: the alias may move meanwhile.
             location = self._client.get_model_version_download_uri(name, version)
-            predict = load_predictor(location, self._config.tracking_uri)
-            smoke_test(predict, self._config.max_batch)
+            predict, threshold = load_predictor(location, self._config.tracking_uri)
+            smoke_test(predict, self._config.max_batch, abstains=threshold is not None)
         except ModelRefusedError as err:
             self._refuse(version, first_line(err))
             return False
         except Exception as err:
             self._problem = f"no model loaded yet: version {version} of {name} could not be loaded: {first_line(err)}"
             raise
-        self._install(target, version, predict)
+        self._install(target, version, predict, threshold)
         return True
 
-    def _install(self, target: ModelVersion, version: str, predict: PredictFn) -> None:
+    def _install(self, target: ModelVersion, version: str, predict: PredictFn, threshold: float | None) -> None:
         tags = target.tags or {}
         model = ServedModel(
             name=self._config.model_name,
@@ -132,6 +133,7 @@ class RegistryFollower:
             loaded_at=datetime.now(UTC),
             # Concurrent calls share forward passes of at most max_batch images, the size smoke-tested.
             predict=CoalescingPredictor(predict, self._config.max_batch),
+            ood_threshold=threshold,
         )
         previous, self._current = self._current, model
         self._set_refusal(None)

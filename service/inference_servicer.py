@@ -11,12 +11,13 @@ from service.errors import InvalidInputError, NotFoundError
 from service.generated.inference import grpc_predict_v2_pb2 as pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8
-from service.predictor import ServedModel, predict_digits
+from service.predictor import Predictions, ServedModel, predict_digits
 from service.status import ModelSource, require_model, status_codes
 
 INPUT = "image"
 INPUT_DATATYPES = ("FP32", "UINT8")
 OUTPUTS = {"digit": "INT32", "p_three": "FP32"}
+ABSTAIN_OUTPUTS = {"known": "BOOL", "ood_score": "FP32"}  # only from versions that can abstain
 PLATFORM = "pytorch_torch_export"
 
 
@@ -80,12 +81,27 @@ def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
     raise InvalidInputError(f"{what}: expected datatype FP32 or UINT8, got {tensor.datatype!r}")
 
 
-def _requested(request: pb.ModelInferRequest) -> list[str]:
-    names = [o.name for o in request.outputs] or list(OUTPUTS)
-    unknown = [n for n in names if n not in OUTPUTS]
+def outputs_of(model: ServedModel) -> dict[str, str]:
+    """Output name → datatype of the served version."""
+    return OUTPUTS if model.ood_threshold is None else OUTPUTS | ABSTAIN_OUTPUTS
+
+
+def _requested(request: pb.ModelInferRequest, model: ServedModel) -> list[str]:
+    available = outputs_of(model)
+    names = [o.name for o in request.outputs] or list(available)
+    unknown = [n for n in names if n not in available]
     if unknown:
-        raise InvalidInputError(f"unknown outputs {unknown}; this model has {list(OUTPUTS)}")
+        cannot = " (it cannot abstain)" if set(unknown) <= set(ABSTAIN_OUTPUTS) else ""
+        raise InvalidInputError(f"unknown outputs {unknown}; version {model.version} has {list(available)}{cannot}")
     return names
+
+
+def _arrays(predictions: Predictions) -> dict[str, np.ndarray]:
+    """Each output as little-endian bytes-ready arrays; BOOL is one byte per value."""
+    arrays = {"digit": predictions.digits.astype("<i4"), "p_three": predictions.p_three.astype("<f4")}
+    if predictions.known is not None and predictions.ood_score is not None:
+        arrays |= {"known": predictions.known.astype(np.bool_), "ood_score": predictions.ood_score.astype("<f4")}
+    return arrays
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -127,20 +143,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             platform=PLATFORM,
             # One entry per accepted datatype of the one input: the protocol gives a tensor one datatype.
             inputs=[tensor(name=INPUT, datatype=datatype, shape=[-1, PIXELS]) for datatype in INPUT_DATATYPES],
-            outputs=[tensor(name=n, datatype=t, shape=[-1]) for n, t in OUTPUTS.items()],
+            outputs=[tensor(name=n, datatype=t, shape=[-1]) for n, t in outputs_of(model).items()],
         )
 
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         with status_codes(context):
             _check_name(request.model_name, self._name)
             images = request_images(request, self._max_batch)
-            outputs = _requested(request)
             model = require_model(self._models, context)  # the version checked is the version that answers
             _check_version(request.model_version, model)
+            outputs = _requested(request, model)
             predictions = predict_digits(model, images)
-        arrays = {"digit": predictions.digits.astype("<i4"), "p_three": predictions.p_three.astype("<f4")}
+        arrays = _arrays(predictions)
+        datatypes = outputs_of(model)
         response = pb.ModelInferResponse(model_name=self._name, model_version=predictions.version, id=request.id)
         for name in outputs:
-            response.outputs.add(name=name, datatype=OUTPUTS[name], shape=[len(predictions.digits)])
+            response.outputs.add(name=name, datatype=datatypes[name], shape=[len(predictions.digits)])
             response.raw_output_contents.append(arrays[name].tobytes())
         return response

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickletools
 import re
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,8 +68,15 @@ def check_listing(paths: list[str]) -> None:
         raise UntrustedModelError(f"it holds files a pt2 model does not: {', '.join(unexpected)}")
 
 
-def check_mlmodel(text: str) -> None:
-    """The MLmodel must describe a pytorch flavour with no code and MLflow's default pickle module."""
+@dataclass(frozen=True)
+class Program:
+    module: torch.nn.Module
+    ood_threshold: float | None  # from the MLmodel's metadata; None: the program cannot abstain
+
+
+def check_mlmodel(text: str) -> float | None:
+    """The MLmodel must describe a pytorch flavour with no code and MLflow's default pickle module;
+    returns its abstention threshold, if it has one."""
     try:
         spec = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -81,6 +90,13 @@ def check_mlmodel(text: str) -> None:
     pickle_module = flavors.get("python_function", {}).get("pickle_module_name", "mlflow.pytorch.pickle_module")
     if pickle_module != "mlflow.pytorch.pickle_module":
         raise UntrustedModelError(f"its MLmodel names the pickle module {pickle_module!r}; pickled models are refused")
+    metadata = spec.get("metadata") or {}
+    threshold = metadata.get("ood_threshold") if isinstance(metadata, dict) else None
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ModelRefusedError(f"its MLmodel's metadata ood_threshold must be a finite number, got {threshold!r}")
+    return float(threshold)
 
 
 def _pickle_globals(stream: bytes) -> set[str]:
@@ -170,7 +186,7 @@ def _listing(store: ArtifactRepository) -> list[str]:
     return sorted(str(p) for p in paths)
 
 
-def load_program(location: str, tracking_uri: str) -> torch.nn.Module:
+def load_program(location: str, tracking_uri: str) -> Program:
     """Check the model files at `location` (a version's download URI) one by one, then load its pt2 program.
 
     Raises ModelRefusedError for what a retry cannot change; anything else (an unreachable
@@ -182,10 +198,10 @@ def load_program(location: str, tracking_uri: str) -> torch.nn.Module:
     check_listing(paths)
     with tempfile.TemporaryDirectory(prefix="mnist37-model-") as scratch:
         mlmodel = Path(store.download_artifacts("MLmodel", scratch))
-        check_mlmodel(mlmodel.read_text(encoding="utf-8", errors="replace"))
+        threshold = check_mlmodel(mlmodel.read_text(encoding="utf-8", errors="replace"))
         program = Path(store.download_artifacts(PROGRAM, scratch))
         check_program(program)
         try:
-            return torch.export.load(program).module()
+            return Program(torch.export.load(program).module(), threshold)
         except Exception as err:
             raise ModelRefusedError(f"{PROGRAM} could not be loaded: {first_line(err)}") from None

@@ -1,4 +1,5 @@
-"""A served model: its registry identity and a plain function from images to p(three)."""
+"""A served model: its registry identity and a plain function from images to p(three) and, if it can
+abstain, a score of how unlike a 3 or a 7 each image is."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from service.errors import ModelError, SmokeTestError, first_line
 
-# (N, 784) float32 in [0, 1] → (N,) float32 probability that each image is a 3
+# (N, 784) float32 in [0, 1] → (N,) p(three), or (N, 2) [p(three), ood score] from a model that abstains
 PredictFn = Callable[[np.ndarray], np.ndarray]
 THREE, SEVEN = 3, 7
 
@@ -25,6 +26,8 @@ class ServedModel:
     recipe: str
     loaded_at: datetime
     predict: PredictFn
+    # Scores above it mean "neither 3 nor 7"; None for a version that cannot abstain.
+    ood_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -32,24 +35,32 @@ class Predictions:
     digits: np.ndarray  # (N,) int32, 3 or 7
     p_three: np.ndarray  # (N,) float32
     version: str
+    known: np.ndarray | None = None  # (N,) bool: recognised as a 3 or a 7 at all
+    ood_score: np.ndarray | None = None  # (N,) float32, higher = less like a 3 or a 7
 
 
 def predict_digits(model: ServedModel, images: np.ndarray) -> Predictions:
     """images: (N, 784) float32 in [0, 1]; every answer comes from this one model version."""
     try:
-        p_three = np.asarray(model.predict(images), dtype=np.float32).reshape(-1)
+        out = np.asarray(model.predict(images), dtype=np.float32)
     except Exception as err:
         failure = f"version {model.version} of {model.name} failed on {len(images)} images: {first_line(err)}"
         raise ModelError(failure) from err
-    if p_three.shape != (len(images),):
-        raise ModelError(f"version {model.version} of {model.name} gave {p_three.shape[0]} answers for {len(images)}")
+    expected = (len(images),) if model.ood_threshold is None else (len(images), 2)
+    if out.shape != expected:
+        raise ModelError(f"version {model.version} of {model.name} answered {out.shape} for {len(images)} images")
+    p_three = out if model.ood_threshold is None else out[:, 0]
     digits = np.where(p_three >= 0.5, THREE, SEVEN).astype(np.int32)
-    return Predictions(digits=digits, p_three=p_three, version=model.version)
+    if model.ood_threshold is None:
+        return Predictions(digits=digits, p_three=p_three, version=model.version)
+    ood_score = out[:, 1]
+    known = ood_score <= model.ood_threshold
+    return Predictions(digits, p_three, model.version, known=known, ood_score=ood_score)
 
 
-def smoke_test(predict: PredictFn, max_images: int) -> None:
-    """Refuse a model that does not map (N, 784) to N finite probabilities, for every N the server
-    may send it: one image, a few, and the largest forward the coalescing predictor runs."""
+def smoke_test(predict: PredictFn, max_images: int, abstains: bool) -> None:
+    """Refuse a model that does not map (N, 784) to N finite probabilities (and N finite scores, if it
+    abstains), for every N the server may send it: one image, a few, and the largest forward."""
     rng = np.random.default_rng(0)
     for n in sorted({1, min(3, max_images), max_images}):
         images = rng.random((n, 784), dtype=np.float32)
@@ -57,7 +68,11 @@ def smoke_test(predict: PredictFn, max_images: int) -> None:
             out = np.asarray(predict(images))
         except Exception as err:
             raise SmokeTestError(f"failed on a batch of {n} images: {first_line(err)}") from None
-        if out.shape != (n,):
-            raise SmokeTestError(f"expected output shape ({n},) for {n} images, got {out.shape}")
-        if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
-            raise SmokeTestError(f"expected finite probabilities in [0, 1], got values in [{out.min()}, {out.max()}]")
+        expected = (n, 2) if abstains else (n,)
+        if out.shape != expected:
+            raise SmokeTestError(f"expected output shape {expected} for {n} images, got {out.shape}")
+        if not np.isfinite(out).all():
+            raise SmokeTestError(f"expected finite outputs for {n} images, got NaN or infinity")
+        p_three = out[:, 0] if abstains else out
+        if p_three.min() < 0 or p_three.max() > 1:
+            raise SmokeTestError(f"expected probabilities in [0, 1], got values in [{p_three.min()}, {p_three.max()}]")

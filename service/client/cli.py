@@ -50,9 +50,13 @@ def classify(stub: pb_grpc.ClassifierStub, args: argparse.Namespace, metadata: M
     response = stub.ClassifyBatch(request, timeout=30, metadata=metadata)
     right = 0
     for name, prediction, truth in zip(names, response.predictions, truths, strict=True):
-        mark = "" if truth is None else ("  ✓" if truth == prediction.digit else f"  ✗ (true {truth})")
-        right += truth == prediction.digit
-        print(f"{name}: {prediction.digit}  p(3)={prediction.p_three:.4f}  version {prediction.model_version}{mark}")
+        neither = prediction.HasField("known") and not prediction.known
+        answer = "neither 3 nor 7" if neither else str(prediction.digit)
+        score = f"  ood score {prediction.ood_score:.3g}" if prediction.HasField("ood_score") else ""
+        correct = truth == prediction.digit and not neither
+        mark = "" if truth is None else ("  ✓" if correct else f"  ✗ (true {truth})")
+        right += correct
+        print(f"{name}: {answer}  p(3)={prediction.p_three:.4f}{score}  version {prediction.model_version}{mark}")
     if args.command == "samples":
         print(f"{right}/{len(names)} correct")
     return 0
@@ -80,6 +84,8 @@ def info(channel: grpc.Channel, metadata: Metadata) -> int:
     loaded = m.loaded_at.ToDatetime().isoformat(timespec="seconds")
     print(f"model: {m.name}@{m.alias} version {m.version} ({m.recipe}, test accuracy {100 * m.test_accuracy:.2f}%)")
     print(f"run: {m.run_id}; loaded {loaded}Z")
+    abstains = f"answers 'neither 3 nor 7' above an OOD score of {m.ood_threshold:.4g}"
+    print(f"abstains: {abstains if m.can_abstain else 'no, this version cannot say neither 3 nor 7'}")
     if m.refused_version:
         print(f"refused: version {m.refused_version}: {m.refused_reason}")
     return 0

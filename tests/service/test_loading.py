@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow  # needs the registry's trained versions
 
 def test_a_genuine_version_loads_and_answers_like_the_trainer_exported_it(registry: Registry, tmp_path: Path) -> None:
     folder = model_files(registry.uri, registry.good, tmp_path / "good")
-    program = load_program(str(folder), registry.uri)
+    loaded = load_program(str(folder), registry.uri)
+    assert loaded.ood_threshold is None  # the trainer's versions do not abstain yet
+    program = loaded.module
     reference = torch.export.load(folder / "data" / "model.pt2").module()
     images = torch.from_numpy(np.random.default_rng(0).random((5, 784), dtype=np.float32))
     with torch.inference_mode():
@@ -56,13 +58,16 @@ def test_listing_rules_name_what_they_refuse() -> None:
 
 
 def test_mlmodel_rules() -> None:
-    check_mlmodel("flavors:\n  pytorch: {code: null, model_data: data}\n")
+    assert check_mlmodel("flavors:\n  pytorch: {code: null, model_data: data}\n") is None
+    assert check_mlmodel("flavors:\n  pytorch: {}\nmetadata: {ood_threshold: 2.5}\n") == 2.5
     for text, needle in [
         ("flavors:\n  pytorch: {code: code}\n", "names code"),
         ("flavors:\n  python_function: {code: src}\n  pytorch: {}\n", "names code"),
         ("flavors:\n  pytorch: {}\n  python_function: {pickle_module_name: evil}\n", "pickle module 'evil'"),
         ("flavors:\n  sklearn: {}\n", "no pytorch flavour"),
         ("flavors: [\n", "not valid YAML"),
+        ("flavors:\n  pytorch: {}\nmetadata: {ood_threshold: .nan}\n", "must be a finite number"),
+        ("flavors:\n  pytorch: {}\nmetadata: {ood_threshold: high}\n", "must be a finite number"),
     ]:
         with pytest.raises(ModelRefusedError, match=None) as err:
             check_mlmodel(text)

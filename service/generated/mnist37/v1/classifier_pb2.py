@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-service/generated/mnist37/v1/classifier.proto\x12\nmnist37.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x05Image\x12\x0e\n\x06\x66loats\x18\x01 \x03(\x02\x12\r\n\x05uint8\x18\x02 \x01(\x0c\"C\n\nPrediction\x12\r\n\x05\x64igit\x18\x01 \x01(\x05\x12\x0f\n\x07p_three\x18\x02 \x01(\x02\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"G\n\x0f\x43lassifyRequest\x12 \n\x05image\x18\x01 \x01(\x0b\x32\x11.mnist37.v1.Image\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"R\n\x10\x43lassifyResponse\x12*\n\nprediction\x18\x01 \x01(\x0b\x32\x16.mnist37.v1.Prediction\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x14\x43lassifyBatchRequest\x12!\n\x06images\x18\x01 \x03(\x0b\x32\x11.mnist37.v1.Image\"[\n\x15\x43lassifyBatchResponse\x12+\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x16.mnist37.v1.Prediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xd0\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x15\n\rtest_accuracy\x18\x05 \x01(\x01\x12-\n\tloaded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06recipe\x18\x07 \x01(\t\x12\x17\n\x0frefused_version\x18\x08 \x01(\t\x12\x16\n\x0erefused_reason\x18\t \x01(\t2\xc2\x02\n\nClassifier\x12\x45\n\x08\x43lassify\x12\x1b.mnist37.v1.ClassifyRequest\x1a\x1c.mnist37.v1.ClassifyResponse\x12T\n\rClassifyBatch\x12 .mnist37.v1.ClassifyBatchRequest\x1a!.mnist37.v1.ClassifyBatchResponse\x12O\n\x0e\x43lassifyStream\x12\x1b.mnist37.v1.ClassifyRequest\x1a\x1c.mnist37.v1.ClassifyResponse(\x01\x30\x01\x12\x46\n\x0cGetModelInfo\x12\x1f.mnist37.v1.GetModelInfoRequest\x1a\x15.mnist37.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-service/generated/mnist37/v1/classifier.proto\x12\nmnist37.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x05Image\x12\x0e\n\x06\x66loats\x18\x01 \x03(\x02\x12\r\n\x05uint8\x18\x02 \x01(\x0c\"\x87\x01\n\nPrediction\x12\r\n\x05\x64igit\x18\x01 \x01(\x05\x12\x0f\n\x07p_three\x18\x02 \x01(\x02\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x12\n\x05known\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tood_score\x18\x05 \x01(\x02H\x01\x88\x01\x01\x42\x08\n\x06_knownB\x0c\n\n_ood_score\"G\n\x0f\x43lassifyRequest\x12 \n\x05image\x18\x01 \x01(\x0b\x32\x11.mnist37.v1.Image\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"R\n\x10\x43lassifyResponse\x12*\n\nprediction\x18\x01 \x01(\x0b\x32\x16.mnist37.v1.Prediction\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x14\x43lassifyBatchRequest\x12!\n\x06images\x18\x01 \x03(\x0b\x32\x11.mnist37.v1.Image\"[\n\x15\x43lassifyBatchResponse\x12+\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x16.mnist37.v1.Prediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xfc\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x15\n\rtest_accuracy\x18\x05 \x01(\x01\x12-\n\tloaded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06recipe\x18\x07 \x01(\t\x12\x17\n\x0frefused_version\x18\x08 \x01(\t\x12\x16\n\x0erefused_reason\x18\t \x01(\t\x12\x13\n\x0b\x63\x61n_abstain\x18\n \x01(\x08\x12\x15\n\rood_threshold\x18\x0b \x01(\x02\x32\xc2\x02\n\nClassifier\x12\x45\n\x08\x43lassify\x12\x1b.mnist37.v1.ClassifyRequest\x1a\x1c.mnist37.v1.ClassifyResponse\x12T\n\rClassifyBatch\x12 .mnist37.v1.ClassifyBatchRequest\x1a!.mnist37.v1.ClassifyBatchResponse\x12O\n\x0e\x43lassifyStream\x12\x1b.mnist37.v1.ClassifyRequest\x1a\x1c.mnist37.v1.ClassifyResponse(\x01\x30\x01\x12\x46\n\x0cGetModelInfo\x12\x1f.mnist37.v1.GetModelInfoRequest\x1a\x15.mnist37.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMAGE']._serialized_start=94
   _globals['_IMAGE']._serialized_end=132
-  _globals['_PREDICTION']._serialized_start=134
-  _globals['_PREDICTION']._serialized_end=201
-  _globals['_CLASSIFYREQUEST']._serialized_start=203
-  _globals['_CLASSIFYREQUEST']._serialized_end=274
-  _globals['_CLASSIFYRESPONSE']._serialized_start=276
-  _globals['_CLASSIFYRESPONSE']._serialized_end=358
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=360
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=417
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=419
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=510
-  _globals['_GETMODELINFOREQUEST']._serialized_start=512
-  _globals['_GETMODELINFOREQUEST']._serialized_end=533
-  _globals['_MODELINFO']._serialized_start=536
-  _globals['_MODELINFO']._serialized_end=744
-  _globals['_CLASSIFIER']._serialized_start=747
-  _globals['_CLASSIFIER']._serialized_end=1069
+  _globals['_PREDICTION']._serialized_start=135
+  _globals['_PREDICTION']._serialized_end=270
+  _globals['_CLASSIFYREQUEST']._serialized_start=272
+  _globals['_CLASSIFYREQUEST']._serialized_end=343
+  _globals['_CLASSIFYRESPONSE']._serialized_start=345
+  _globals['_CLASSIFYRESPONSE']._serialized_end=427
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=429
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=486
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=488
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=579
+  _globals['_GETMODELINFOREQUEST']._serialized_start=581
+  _globals['_GETMODELINFOREQUEST']._serialized_end=602
+  _globals['_MODELINFO']._serialized_start=605
+  _globals['_MODELINFO']._serialized_end=857
+  _globals['_CLASSIFIER']._serialized_start=860
+  _globals['_CLASSIFIER']._serialized_end=1182
 # @@protoc_insertion_point(module_scope)

@@ -18,14 +18,18 @@ class Image(_message.Message):
     def __init__(self, floats: _Optional[_Iterable[float]] = ..., uint8: _Optional[bytes] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("digit", "p_three", "model_version")
+    __slots__ = ("digit", "p_three", "model_version", "known", "ood_score")
     DIGIT_FIELD_NUMBER: _ClassVar[int]
     P_THREE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    OOD_SCORE_FIELD_NUMBER: _ClassVar[int]
     digit: int
     p_three: float
     model_version: str
-    def __init__(self, digit: _Optional[int] = ..., p_three: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
+    known: bool
+    ood_score: float
+    def __init__(self, digit: _Optional[int] = ..., p_three: _Optional[float] = ..., model_version: _Optional[str] = ..., known: _Optional[bool] = ..., ood_score: _Optional[float] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
     __slots__ = ("image", "request_id")
@@ -62,7 +66,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason")
+    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason", "can_abstain", "ood_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +76,8 @@ class ModelInfo(_message.Message):
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     REFUSED_VERSION_FIELD_NUMBER: _ClassVar[int]
     REFUSED_REASON_FIELD_NUMBER: _ClassVar[int]
+    CAN_ABSTAIN_FIELD_NUMBER: _ClassVar[int]
+    OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     alias: str
     version: str
@@ -81,4 +87,6 @@ class ModelInfo(_message.Message):
     recipe: str
     refused_version: str
     refused_reason: str
-    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ...) -> None: ...
+    can_abstain: bool
+    ood_threshold: float
+    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ..., can_abstain: _Optional[bool] = ..., ood_threshold: _Optional[float] = ...) -> None: ...
