@@ -1,5 +1,5 @@
-"""One interceptor in front of every call: the token, the stream limit, spent deadlines, malformed
-messages, and the call's status code and latency in the metrics."""
+"""One interceptor in front of every call: the token, the limits on calls and streams, spent deadlines,
+malformed messages, and the call's status code and latency in the metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -14,6 +15,30 @@ import grpc
 from service.metrics import ServiceMetrics
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+class CallPool(ThreadPoolExecutor):
+    """The server's workers; gRPC submits one task per call, so the tasks held are the calls in flight."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._lock = threading.Lock()
+        self.in_flight = 0  # running or queued
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            self.in_flight += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, future: Future[Any] | None) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
 
 class _Malformed:
@@ -53,8 +78,12 @@ def _final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
 class CallGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Wraps each handler; health checks need no token, so orchestrators can probe a locked server."""
 
-    def __init__(self, metrics: ServiceMetrics, max_streams: int, token: str = "") -> None:
+    def __init__(
+        self, metrics: ServiceMetrics, pool: CallPool, max_in_flight: int, max_streams: int, token: str = ""
+    ) -> None:
         self._metrics = metrics
+        self._pool = pool
+        self._max_in_flight = max_in_flight
         self._streams = threading.BoundedSemaphore(max_streams)
         self._max_streams = max_streams
         self._authorization = f"Bearer {token}".encode() if token else b""
@@ -88,10 +117,18 @@ class CallGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return None
         service, _, method = handler_call_details.method.strip("/").rpartition("/")
         streaming = handler.request_streaming or handler.response_streaming
+        # Counted as the call arrives, before gRPC queues it; health checks are never turned away.
+        overloaded = service != HEALTH_SERVICE and self._pool.in_flight >= self._max_in_flight
         guard = self
 
         def begin(request: Any, context: grpc.ServicerContext) -> Any:
             """Admit the call or abort it; a stream takes its slot last, once nothing else can abort."""
+            if overloaded:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{guard._max_in_flight} calls are running or queued, this server's limit (--max-in-flight); "
+                    "try again later",
+                )
             guard._admit(context, service)
             if isinstance(request, _Malformed):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)

@@ -115,6 +115,11 @@ def _check(config: ServiceConfig, source: dict[str, str]) -> None:
 
 def check_store(config: ServiceConfig) -> None:
     """A SQLite store must exist: MLflow would create an empty one, and the service would wait on it forever."""
+    if config.tracking_uri.startswith("sqlite:") and not config.tracking_uri.startswith("sqlite:///"):
+        raise ConfigError(
+            f"--tracking-uri/MLFLOW_TRACKING_URI: expected sqlite:///relative.db or sqlite:////absolute.db, "
+            f"got {config.tracking_uri}"
+        )
     if config.tracking_uri.startswith("sqlite:///"):
         database = Path(config.tracking_uri.removeprefix("sqlite:///"))
         if not database.is_file():

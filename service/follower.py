@@ -107,6 +107,8 @@ class RegistryFollower:
             return False
         if version in self._refused:
             return False
+        if self._refusal is not None and self._refusal.version != version:
+            self._set_refusal(None)  # the alias moved on from the refused version
         try:
             # The version, not the alias: the alias may move meanwhile.
             location = self._client.get_model_version_download_uri(name, version)

@@ -60,9 +60,15 @@ def check_listing(paths: list[str]) -> None:
     if "data/pickle_module_info.txt" in paths:
         raise UntrustedModelError("it names a pickle module (data/pickle_module_info.txt); pickled models are refused")
     if PROGRAM not in paths:
-        pickled = [p for p in paths if p.startswith("data/") and not p.endswith(".pt2")]
-        what = f"a pickled or other payload ({', '.join(pickled)})" if pickled else "no payload"
-        raise UntrustedModelError(f"it holds {what} instead of {PROGRAM}; only torch.export (pt2) programs are served")
+        other = [p for p in paths if p.startswith("data/")]
+        if other:
+            raise UntrustedModelError(
+                f"it holds a pickled or other payload ({', '.join(other)}) instead of {PROGRAM}; "
+                "only torch.export (pt2) programs are served"
+            )
+    if PROGRAM not in paths or "MLmodel" not in paths:  # still uploading, or part of the store is down
+        missing = " and ".join(p for p in ("MLmodel", PROGRAM) if p not in paths)
+        raise FileNotFoundError(f"its {missing} cannot be found (yet); retrying")
     unexpected = sorted(set(paths) - EXPECTED_FILES)
     if unexpected:
         raise UntrustedModelError(f"it holds files a pt2 model does not: {', '.join(unexpected)}")
@@ -99,20 +105,27 @@ def check_mlmodel(text: str) -> float | None:
     return float(threshold)
 
 
+# Opcodes that build objects other than through the allowed globals, or that reach outside the stream.
+_FORBIDDEN_OPCODES = frozenset({"BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"})
+# Records this service reads to check, beyond which a record is refused unread (raw tensors are not read).
+MAX_CHECKED_RECORD_BYTES = 64 * 1024 * 1024
+
+
 def _pickle_globals(stream: bytes) -> set[str]:
-    """The module.name globals a pickle refers to, read without unpickling."""
+    """The module.name globals a pickle refers to, read without unpickling; raises ValueError for a
+    stream that names a global it computes, or uses an opcode that builds other objects."""
     names: set[str] = set()
     strings: list[str] = []
     for opcode, arg, _ in pickletools.genops(stream):
-        if opcode.name in ("GLOBAL", "INST"):
+        if opcode.name in _FORBIDDEN_OPCODES:
+            raise ValueError(f"opcode {opcode.name}")
+        if opcode.name == "GLOBAL":
             names.add(str(arg).replace(" ", "."))
         elif opcode.name == "STACK_GLOBAL":
             if len(strings) < 2:
                 raise ValueError("a STACK_GLOBAL whose name is computed")
             names.add(f"{strings[-2]}.{strings[-1]}")
             strings = []
-        elif opcode.name.startswith("EXT"):
-            raise ValueError("an extension-registry global")
         elif "UNICODE" in opcode.name or "STRING" in opcode.name:
             strings.append(str(arg))
         elif opcode.name not in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
@@ -121,41 +134,57 @@ def _pickle_globals(stream: bytes) -> set[str]:
 
 
 def _is_tensor_checkpoint(content: bytes) -> bool:
-    """A torch.save archive whose pickles build tensors and containers only."""
+    """A torch.save archive, starting at its first byte, whose pickles build tensors and containers only.
+
+    torch reads a stream that does not start with a zip header as a bare pickle, while Python's
+    zipfile skips leading bytes: both must see the same archive."""
+    if not content.startswith(b"PK\x03\x04"):
+        return False
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as checkpoint:
-            pickles = [n for n in checkpoint.namelist() if n.endswith(".pkl")]
-            return bool(pickles) and all(_pickle_globals(checkpoint.read(n)) <= _TENSOR_GLOBALS for n in pickles)
+            members = checkpoint.infolist()
+            if min(m.header_offset for m in members) != 0:  # bytes before the archive that torch would read
+                return False
+            pickles = [m for m in members if m.filename.endswith(".pkl")]
+            return bool(pickles) and all(_pickle_globals(checkpoint.read(m)) <= _TENSOR_GLOBALS for m in pickles)
     except (zipfile.BadZipFile, ValueError):
         return False
 
 
-def _raw_tensor_records(archive: zipfile.ZipFile) -> set[str]:
-    """Records that the archive's payload configs say are raw tensor bytes (never unpickled)."""
+def _payload_records(archive: zipfile.ZipFile) -> tuple[set[str], set[str]]:
+    """(raw, pickled): records the payload configs have torch read as raw tensor bytes, and records
+    it would unpickle. Constants that torch unpickles as arbitrary objects are refused outright."""
     raw: set[str] = set()
+    pickled: set[str] = set()
     for name in archive.namelist():
         if not _PAYLOAD_CONFIG.search(name):
             continue
         try:
             entries = json.loads(archive.read(name)).get("config", {})
         except (ValueError, AttributeError):
-            continue
+            raise UntrustedModelError(f"record {name!r} of {PROGRAM} is not a payload config") from None
         folder = name.rsplit("/", 1)[0]
         for entry in entries.values() if isinstance(entries, dict) else ():
             path = entry.get("path_name", "") if isinstance(entry, dict) else ""
-            if entry.get("use_pickle") is False and "/" not in path and path.startswith(("weight_", "tensor_")):
-                raw.add(f"{folder}/{path}")
-    return raw
+            if "/" in path or not path.startswith(("weight_", "tensor_")):
+                raise UntrustedModelError(
+                    f"{name} of {PROGRAM} names {path!r}; only tensors are loaded, not custom or opaque objects"
+                )
+            (raw if entry.get("use_pickle") is False else pickled).add(f"{folder}/{path}")
+    return raw - pickled, pickled
 
 
 def _is_plain(name: str, content: bytes) -> bool:
-    if name.rsplit("/", 1)[-1] in _TEXT_RECORDS and _TEXT_CONTENT.fullmatch(content):
+    """JSON for .json records, a short text field for torch's few text records, else a tensor checkpoint."""
+    if name.endswith(".json"):
+        try:
+            json.loads(content)
+        except ValueError:
+            return False
         return True
-    try:
-        json.loads(content)
-    except ValueError:
-        return _is_tensor_checkpoint(content)
-    return True
+    if name.rsplit("/", 1)[-1] in _TEXT_RECORDS:
+        return _TEXT_CONTENT.fullmatch(content) is not None
+    return _is_tensor_checkpoint(content)
 
 
 def check_program(path: Path) -> None:
@@ -165,10 +194,15 @@ def check_program(path: Path) -> None:
     except (zipfile.BadZipFile, OSError) as err:
         raise ModelRefusedError(f"{PROGRAM} is not a readable pt2 archive (corrupt or truncated: {err})") from None
     with archive:
-        raw = _raw_tensor_records(archive)
+        raw, _ = _payload_records(archive)
         for info in archive.infolist():
             if info.is_dir() or info.filename in raw:
                 continue
+            if info.file_size > MAX_CHECKED_RECORD_BYTES:
+                raise UntrustedModelError(
+                    f"record {info.filename!r} of {PROGRAM} holds {info.file_size} bytes; records other than "
+                    f"raw tensors may hold at most {MAX_CHECKED_RECORD_BYTES}"
+                )
             if not _is_plain(info.filename, archive.read(info)):
                 raise UntrustedModelError(
                     f"record {info.filename!r} of {PROGRAM} is neither metadata nor tensor data "

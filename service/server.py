@@ -7,7 +7,6 @@ import logging
 import signal
 import threading
 import time
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -17,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from prometheus_client import start_http_server
 
-from service.calls import CallGuard
+from service.calls import CallGuard, CallPool
 from service.classifier_servicer import ClassifierServicer
 from service.config import ServiceConfig
 from service.follower import RegistryFollower
@@ -69,12 +68,8 @@ def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
 
 
 def _add_reflection(server: grpc.Server) -> None:
-    names = (
-        *SERVICE_NAMES,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-        REFLECTION_V1,
-    )
+    # v1 is listed under its v1alpha name only: its descriptor is not in this process's pool.
+    names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     servicer = reflection.ReflectionServicer(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     info = grpc.stream_stream_rpc_method_handler(
@@ -101,15 +96,15 @@ def create_service(config: ServiceConfig) -> Service:
 
     follower = RegistryFollower(config, on_change=on_model_changed, on_refusal=metrics.refusal_changed)
     token = Path(config.token_file).read_text().strip() if config.token_file else ""
+    pool = CallPool(max_workers=config.workers, thread_name_prefix="grpc")
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
-        interceptors=[CallGuard(metrics, config.max_streams, token)],
+        pool,
+        interceptors=[CallGuard(metrics, pool, config.max_in_flight, config.max_streams, token)],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
         ],
-        maximum_concurrent_rpcs=config.max_in_flight,
     )
     api_grpc.add_ClassifierServicer_to_server(ClassifierServicer(follower, config.max_batch), server)
     v2_grpc.add_GRPCInferenceServiceServicer_to_server(

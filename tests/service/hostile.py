@@ -7,12 +7,14 @@ a test can tell afterwards whether anything from the registry was executed.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 import yaml
 from mlflow import MlflowClient
 
@@ -76,6 +78,46 @@ def pickled_sample_inputs(folder: Path, marker: Path) -> None:
     _rewrite_program(folder, {"model/data/sample_inputs/model.pt": checkpoint.getvalue()})
 
 
+def _tensor_checkpoint() -> bytes:
+    buffer = io.BytesIO()
+    torch.save((torch.zeros(1, 784),), buffer)
+    return buffer.getvalue()
+
+
+def polyglot_sample_inputs(folder: Path, marker: Path) -> None:
+    """Sample inputs that are a pickle followed by a genuine tensor checkpoint: Python's zipfile sees
+    the checkpoint, torch sees the pickle at byte 0."""
+    evil = pickle.dumps(_Exec(payload_source(marker)), protocol=2)
+    _rewrite_program(folder, {"model/data/sample_inputs/model.pt": evil + _tensor_checkpoint()})
+
+
+def _edit_config(folder: Path, config: str, edit: Callable[[dict], None]) -> dict[str, bytes]:  # type: ignore[type-arg]
+    with zipfile.ZipFile(folder / "data" / "model.pt2") as archive:
+        spec = json.loads(archive.read(config))
+    edit(spec["config"])
+    return {config: json.dumps(spec).encode()}
+
+
+def raw_and_pickled_weight(folder: Path, marker: Path) -> None:
+    """One weight record named twice in the weights config: once raw, once to be unpickled."""
+    config = "model/data/weights/model_weights_config.json"
+    replacements = _edit_config(
+        folder, config, lambda entries: entries.update(evil={"path_name": "weight_0", "use_pickle": True})
+    )
+    replacements["model/data/weights/weight_0"] = pickle.dumps(_Exec(payload_source(marker)), protocol=2)
+    _rewrite_program(folder, replacements)
+
+
+def opaque_constant(folder: Path, marker: Path) -> None:
+    """A constant that torch would hand to pickle.loads as an arbitrary object."""
+    config = "model/data/constants/model_constants_config.json"
+    replacements = _edit_config(
+        folder, config, lambda entries: entries.update(evil={"path_name": "opaque_obj_0", "use_pickle": True})
+    )
+    replacements["model/data/constants/opaque_obj_0"] = pickle.dumps(_Exec(payload_source(marker)), protocol=2)
+    _rewrite_program(folder, replacements)
+
+
 def extra_file(folder: Path, marker: Path) -> None:
     """A genuine pt2 model with one more file beside it."""
     (folder / "data" / "helper.py").write_text(payload_source(marker))
@@ -102,6 +144,9 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "pickled_with_code": (pickled_with_code, "code/ folder"),
     "pt2_with_code": (pt2_with_code, "code/ folder"),
     "pickled_sample_inputs": (pickled_sample_inputs, "neither metadata nor tensor data"),
+    "polyglot_sample_inputs": (polyglot_sample_inputs, "neither metadata nor tensor data"),
+    "raw_and_pickled_weight": (raw_and_pickled_weight, "neither metadata nor tensor data"),
+    "opaque_constant": (opaque_constant, "only tensors are loaded, not custom or opaque objects"),
     "extra_file": (extra_file, "files a pt2 model does not: data/helper.py"),
     "corrupt_program": (corrupt_program, "not a readable pt2 archive"),
 }

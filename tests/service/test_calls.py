@@ -165,3 +165,21 @@ def test_a_token_is_required_by_every_call_but_health(tmp_path: Path) -> None:
         target = ["--target", f"127.0.0.1:{service.port}"]
         assert main([*target, "info"]) == 1  # the CLI client without the token
         assert main([*target, "--token-file", str(token_file), "info"]) == 0
+
+
+def test_calls_past_the_in_flight_limit_are_turned_away_but_health_never_is(tmp_path: Path) -> None:
+    def slow(images: np.ndarray) -> np.ndarray:
+        time.sleep(0.3)
+        return half(images)
+
+    with serving_fake(tmp_path, slow, workers=2, max_streams=1, max_in_flight=4) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        calls = [stub.Classify.future(ZERO, timeout=30) for _ in range(12)]
+        time.sleep(0.1)
+        statuses = [health_status(channel) for _ in range(5)]  # answered although the server is full
+        codes = [c.code() for c in calls]
+        refused = [c for c in calls if c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert statuses == ["NOT_SERVING"] * 5  # the stand-in model never turned health to SERVING
+    assert codes.count(grpc.StatusCode.OK) >= 4 and len(refused) >= 4
+    assert "4 calls are running or queued, this server's limit (--max-in-flight)" in refused[0].details()
+    assert _count(service, "Classify", "RESOURCE_EXHAUSTED") == len(refused)

@@ -49,12 +49,29 @@ def test_listing_rules_name_what_they_refuse() -> None:
         ([*good, "code/x.py"], "code/ folder"),
         ([*good, "data/pickle_module_info.txt"], "names a pickle module"),
         (["MLmodel", "data/model.pth"], "a pickled or other payload (data/model.pth)"),
-        (["MLmodel"], "no payload"),
         ([*good, "notes.txt"], "files a pt2 model does not: notes.txt"),
     ]:
         with pytest.raises(UntrustedModelError, match=None) as err:
             check_listing(paths)
         assert needle in str(err.value)
+
+
+def test_a_version_missing_its_program_or_mlmodel_is_retried_not_refused() -> None:
+    for paths in (["MLmodel"], ["data/model.pt2"], ["MLmodel", "requirements.txt"]):
+        with pytest.raises(FileNotFoundError, match="cannot be found"):  # an upload in progress, a store half down
+            check_listing(paths)
+
+
+def test_records_are_size_checked_before_they_are_read(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.service.hostile import _rewrite_program
+
+    folder = model_files(registry.uri, registry.good, tmp_path / "big")
+    _rewrite_program(folder, {"model/extra.json": b"[" + b"0," * 600_000 + b"0]"})
+    monkeypatch.setattr("service.loading.MAX_CHECKED_RECORD_BYTES", 1_000_000)
+    with pytest.raises(UntrustedModelError, match=r"'model/extra\.json' of data/model\.pt2 holds 1200003 bytes"):
+        load_program(str(folder), registry.uri)
 
 
 def test_mlmodel_rules() -> None:
@@ -78,3 +95,5 @@ def test_pickle_globals_are_read_without_unpickling() -> None:
     assert _pickle_globals(pickle.dumps(_Exec("raise SystemExit"), protocol=2)) == {"__builtin__.exec"}  # Python 2 name
     assert _pickle_globals(pickle.dumps(_Exec("raise SystemExit"), protocol=4)) == {"builtins.exec"}
     assert _pickle_globals(pickle.dumps({"a": [1, 2.0]}, protocol=4)) == set()
+    with pytest.raises(ValueError, match="BUILD"):  # objects built other than through allowed calls
+        _pickle_globals(b"(dp0\n(dp1\nb.")

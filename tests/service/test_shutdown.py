@@ -158,6 +158,7 @@ def _status(channel: grpc.Channel) -> str | None:
         (["--tls-cert", "server.pem"], "--tls-key/GRPC_TLS_KEY: TLS needs both a certificate and its key"),
         (["--token-file", "/no/such/token"], "--token-file: no such file: /no/such/token"),
         (["--tracking-uri", "sqlite:///no/such/mlflow.db"], "--tracking-uri/MLFLOW_TRACKING_URI: no SQLite store at"),
+        (["--tracking-uri", "sqlite:/mlflow.db"], "expected sqlite:///relative.db or sqlite:////absolute.db"),
     ],
 )
 def test_bad_settings_fail_fast_naming_the_setting(args: list[str], needle: str) -> None:
