@@ -1,0 +1,259 @@
+"""docker-compose.yml on a real Docker engine, as a team brings it up: the image built, the stack healthy,
+a client served through 127.0.0.1, the registry behind MLflow's password, a model switch under load, a
+database outage, a stop within the grace period, a restart without training, and nothing left behind."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from tests.conftest import wait_until
+from tests.stack.docker_stack import Stack, base_images, engine_problem
+
+pytestmark = pytest.mark.slow
+IMAGE = "mnist37-stack-test:latest"  # not the users' mnist37:latest
+UI = "http://127.0.0.1:5000"
+MODEL = "mnist-3v7"
+
+
+class Phases:
+    """Wall time per phase, printed at the end whatever happens; a failing phase prints the containers' logs,
+    which pytest shows with the failure."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.seconds: dict[str, float] = {}
+        self.notes: list[str] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            print(f"=== failed during: {name}; the containers' logs:\n{self.stack.logs()}")
+            raise
+        finally:
+            self.seconds[name] = time.monotonic() - start
+
+    def report(self) -> str:
+        lines = [f"  {name:<44} {secs:6.1f} s" for name, secs in self.seconds.items()]
+        return "\n".join(lines + [f"  {note}" for note in self.notes])
+
+
+class Mlflow:
+    """The MLflow server's REST API on the host, with or without the admin's password."""
+
+    def __init__(self, password: str) -> None:
+        self.auth = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+
+    def status(self, path: str, authenticated: bool = True) -> int:
+        request = urllib.request.Request(UI + path, headers={"Authorization": self.auth} if authenticated else {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(UI + path, headers={"Authorization": self.auth})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+    def answers(self) -> bool:
+        with contextlib.suppress(OSError):
+            return self.status("/api/2.0/mlflow/experiments/search?max_results=1") == 200
+        return False
+
+
+class Load:
+    """One client calling Classify back to back through 127.0.0.1:50051; counts answers per version."""
+
+    def __init__(self, image: bytes) -> None:
+        self.request = pb.ClassifyRequest(image=pb.Image(uint8=image))
+        self.versions: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with grpc.insecure_channel("127.0.0.1:50051") as channel:
+            stub = pb_grpc.ClassifierStub(channel)
+            while not self.stop.is_set() and len(self.failures) < 100:
+                try:
+                    self.versions[stub.Classify(self.request, timeout=10).prediction.model_version] += 1
+                except grpc.RpcError as err:
+                    self.failures.append(f"{err.code().name}: {err.details()}")
+                time.sleep(0.02)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def _first_test_image(mnist_dir: str) -> bytes:
+    raw = Path(mnist_dir) / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    return raw.read_bytes()[16 : 16 + 784]
+
+
+def _client(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "service.client", "--target", "127.0.0.1:50051", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def stack(mnist_dir: str, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Stack, Mlflow, Phases]]:
+    problem = engine_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the stack on a Docker engine: {problem} (.ci/run installs one)")
+        pytest.skip(f"{problem}; see .ci/run for how CI installs and starts one")
+    password = secrets.token_urlsafe(16)
+    env = {
+        **os.environ,
+        "MNIST_DATA_DIR": mnist_dir,
+        "MNIST37_IMAGE": IMAGE,
+        "MNIST37_DB_PASSWORD": secrets.token_urlsafe(16),
+        "MNIST37_MLFLOW_PASSWORD": password,
+    }
+    start = time.monotonic()
+    env |= base_images()
+    stack = Stack(f"mnist37-test-{uuid.uuid4().hex[:8]}", env)
+    phases = Phases(stack)
+    phases.seconds["base images"] = time.monotonic() - start
+    try:
+        yield stack, Mlflow(password), phases
+    finally:
+        with phases("down -v"):
+            stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180, check=False)
+        leftovers = stack.leftovers()
+        with capsys.disabled():
+            size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE], capture_output=True)
+            print(f"\n{stack.project}: BASE_IMAGE={env['BASE_IMAGE']} POSTGRES_IMAGE={env['POSTGRES_IMAGE']}")
+            print(f"  image {IMAGE}: {int(size.stdout or 0) / 1e9:.2f} GB\n{phases.report()}")
+        assert not leftovers, f"`down -v` left {leftovers}"
+
+
+@pytest.mark.timeout(3000)
+def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, Phases], mnist_dir: str) -> None:
+    compose, mlflow, phase = stack
+    with phase("build"):
+        compose.compose("build", timeout=1800)
+
+    with phase("up: trained and serving"):
+        compose.compose("up", "--detach", timeout=600)
+        assert compose.wait_exited("trainer", timeout=900) == 0, compose.compose("logs", "trainer").stdout
+        compose.wait_healthy(["postgres", "mlflow", "inference"], timeout=300)
+    trainer_log = compose.compose("logs", "--no-color", "trainer").stdout
+    assert "version 1 · @champion moved" in trainer_log, trainer_log
+    for noise in ("Bad git executable", "View run", "http://mlflow"):
+        assert noise not in trainer_log, f"the trainer's log says {noise!r}:\n{trainer_log}"
+
+    with phase("client and MLflow REST"):
+        answer = _client("samples", "-n", "5")
+        assert answer.returncode == 0 and "version 1" in answer.stdout, answer.stdout + answer.stderr
+        registered = f"/api/2.0/mlflow/registered-models/get?name={MODEL}"
+        assert mlflow.status(registered, authenticated=False) == 401
+        aliases = mlflow.get(registered)["registered_model"]["aliases"]
+        assert aliases == [{"alias": "champion", "version": "1"}], aliases
+        run_id = mlflow.get(f"/api/2.0/mlflow/model-versions/get?name={MODEL}&version=1")["model_version"]["run_id"]
+        metrics = {
+            m["key"]: m["value"]
+            for m in mlflow.get(f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["data"]["metrics"]
+        }
+        assert metrics["test_accuracy"] > 0.98, metrics
+        figures = mlflow.get(f"/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=figures")["files"]
+        assert {Path(f["path"]).name for f in figures} >= {"loss_curves.png", "confusion_matrix.png"}, figures
+        png = mlflow.get(f"/get-artifact?path=figures/loss_curves.png&run_uuid={run_id}")
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        encoding = compose.compose(
+            "exec", "-T", "postgres", "psql", "-U", "mlflow", "-d", "mlflow", "-Atc", "SHOW server_encoding"
+        )
+        assert encoding.stdout.strip() == "UTF8"
+
+    with phase("non-root containers"):
+        for container in compose.containers():
+            if container["State"] == "running":
+                top = subprocess.run(
+                    ["docker", "top", container["ID"], "-eo", "pid,uid,args"], capture_output=True, text=True
+                )
+                uids = {line.split()[1] for line in top.stdout.splitlines()[1:]}
+                assert uids and "0" not in uids, f"{container['Service']} runs processes as root:\n{top.stdout}"
+            user = subprocess.run(
+                ["docker", "inspect", "-f", "{{.Config.User}}", container["ID"]], capture_output=True, text=True
+            )
+            assert user.stdout.strip() not in ("", "0", "root"), f"{container['Service']} has no non-root user"
+
+    with phase("switch under load (run --rm trainer mlp)"), Load(_first_test_image(mnist_dir)) as load:
+        wait_until(lambda: load.versions["1"] > 0 or load.failures, 30, "first answers under load", every=0.2)
+        trained = compose.compose("run", "--rm", "trainer", "--recipe", "mlp", "--force-promote", timeout=600)
+        assert "version 2 · @champion moved" in trained.stdout, trained.stdout + trained.stderr
+        wait_until(lambda: load.versions["2"] >= 20 or load.failures, 120, "answers from version 2", every=0.5)
+    assert not load.failures, f"{len(load.failures)} failed calls during the switch: {load.failures[:5]}"
+    assert load.versions["2"] >= 20, load.versions
+
+    with phase("database down: trainer fails fast, mlflow waits"):
+        compose.compose("stop", "postgres", timeout=60)
+        start = time.monotonic()
+        failed = compose.compose(
+            "run", "--rm", "--no-deps", "trainer", "--recipe", "mlp", "--epochs", "1", timeout=300, check=False
+        )
+        took = time.monotonic() - start
+        assert failed.returncode != 0, f"the trainer succeeded with the database down:\n{failed.stdout}"
+        error = (failed.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+        assert took < 90, f"the trainer took {took:.0f} s to report the registry error: {error}"
+        phase.notes.append(
+            f"trainer with the database down: exit {failed.returncode} after {took:.1f} s: {error[:160]}"
+        )
+        assert _client("info").returncode == 0, "the service stopped serving while the registry was down"
+        compose.compose("restart", "mlflow", timeout=60)  # starting while the database is down
+        time.sleep(5)
+        compose.compose("start", "postgres", timeout=60)
+        compose.wait_healthy(["postgres", "mlflow"], timeout=180)
+        assert mlflow.answers()
+
+    with phase("stop inference within its grace period"):
+        start = time.monotonic()
+        compose.compose("stop", "inference", timeout=60)
+        took = time.monotonic() - start
+        exited = compose.container("inference")
+        assert exited["ExitCode"] == 0, exited
+        assert took < 15, f"stopping took {took:.1f} s, the grace period is 15 s"
+
+    with phase("down (volumes kept), up: no training"):
+        compose.compose("down", "--timeout", "20", timeout=180)
+        compose.compose("up", "--detach", timeout=600)
+        assert compose.wait_exited("trainer", timeout=300) == 0
+        compose.wait_healthy(["postgres", "mlflow", "inference"], timeout=300)
+        trainer_log = compose.compose("logs", "--no-color", "trainer").stdout
+        assert "nothing to train" in trainer_log, trainer_log
+        answer = _client("samples", "-n", "3")
+        assert answer.returncode == 0 and "version 2" in answer.stdout, answer.stdout + answer.stderr
+
+    service_log = compose.compose("logs", "--no-color", "inference").stdout
+    for noise in ("Downloading artifacts", "Bad git executable", "%|"):
+        assert noise not in service_log, f"the service's log says {noise!r}:\n{service_log[-3000:]}"
