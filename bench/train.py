@@ -32,29 +32,21 @@ def untracked(recipe_name: str, seed: int) -> int:
     measure robustness and draw the figures, writing nothing. Returns the test errors."""
     import io
 
-    import torch
     from matplotlib import pyplot as plt
 
-    from trainer import figures, robustness
-    from trainer.cli import pick_device
+    from trainer import figures
+    from trainer.cli import final_metrics, pick_device  # imports MLflow too, as the tracked run does
     from trainer.config import parse_config
     from trainer.data import load_dataset
-    from trainer.loop import EpochStats, evaluate, fit
+    from trainer.loop import EpochStats, train
 
     config = parse_config(["--quiet", "--recipe", recipe_name, "--seed", str(seed)])
     recipe = config.recipe
     device = pick_device(config.device)
-    data = load_dataset(config.data_dir, config.seed)
-    torch.manual_seed(config.seed)
-    net = recipe.build().to(device)
-    evaluate(net, data.val, recipe.loss, device)
+    data = load_dataset(config.data_dir, config.seed, download=config.download)
     history: list[EpochStats] = []
-    fit(net, recipe, data.train, data.val, device, config.seed, history.append)
-    test = evaluate(net, data.test, recipe.loss, device)
-    for name in robustness.DISTORTIONS:
-        evaluate(
-            net, type(data.test)(robustness.distorted(data.test.images, name), data.test.labels), recipe.loss, device
-        )
+    net = train(recipe, data, device, config.seed, history.append)
+    test, metrics = final_metrics(net, data, recipe, device)
     labels, p_three = data.test.labels.numpy(), test.p_three.numpy()
     drawn = [
         figures.loss_curves(
@@ -64,14 +56,14 @@ def untracked(recipe_name: str, seed: int) -> int:
             [s.val.accuracy for s in history],
             recipe.name,
         ),
-        figures.weight_maps(net.first_layer_weights().cpu().numpy(), recipe.name),  # type: ignore[operator]
+        figures.weight_maps(net.first_layer_weights().cpu().numpy(), recipe.name),
         figures.confusion_matrix(labels, (p_three >= 0.5).astype(labels.dtype), recipe.name),
         figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
     ]
     for fig in drawn:
         fig.savefig(io.BytesIO(), format="png")
         plt.close(fig)
-    return test.errors
+    return int(metrics["test_errors"])
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
