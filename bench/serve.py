@@ -32,15 +32,10 @@ import numpy as np
 import tritonclient.grpc as triton  # our stubs define the same proto package: never import service.generated here
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "mnist-3v7"
+sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port  # noqa: E402
+from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
 
 
 def train(store: Path, recipe: str) -> tuple[str, str]:
