@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,14 +67,18 @@ def untracked(recipe_name: str, seed: int) -> int:
     return int(metrics["test_errors"])
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """Seconds from starting the process to its exit, and what it printed."""
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Seconds from starting the process to its exit, the CPU seconds it used (user + system, all
+    threads: less swayed than wall time by other work on the machine), and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return wall, done.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
 
 
 def tracked_run(recipe: str, seed: str) -> dict[str, float]:
@@ -86,17 +91,17 @@ def tracked_run(recipe: str, seed: str) -> dict[str, float]:
         MlflowClient(uri).create_experiment(DEFAULT_EXPERIMENT, artifact_location=f"{folder}/artifacts")
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_NAME"} | {"MLFLOW_TRACKING_URI": uri}
         argv = [sys.executable, "-m", "trainer", "--quiet", "--recipe", recipe, "--seed", seed]
-        wall, out = timed(argv, Path(folder), env)
+        wall, cpu, out = timed(argv, Path(folder), env)
     found = SUMMARY.search(out)
     if found is None:
         sys.exit(f"no summary line in:\n{out}")
-    return {"wall": wall, "accuracy": float(found[1]) / 100, "errors": float(found[2])}
+    return {"wall": wall, "cpu": cpu, "accuracy": float(found[1]) / 100, "errors": float(found[2])}
 
 
 def untracked_run(recipe: str, seed: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
-        wall, out = timed([sys.executable, __file__, "--untracked", recipe, seed], Path(folder), dict(os.environ))
-    return {"wall": wall, "errors": float(json.loads(out.strip().splitlines()[-1])["errors"])}
+        wall, cpu, out = timed([sys.executable, __file__, "--untracked", recipe, seed], Path(folder), dict(os.environ))
+    return {"wall": wall, "cpu": cpu, "errors": float(json.loads(out.strip().splitlines()[-1])["errors"])}
 
 
 def measure(recipe: str, seed: str, pairs: int, tracked_first: bool) -> dict[str, float]:
@@ -114,9 +119,15 @@ def measure(recipe: str, seed: str, pairs: int, tracked_first: bool) -> dict[str
     for r in baselines:  # the baseline must have done the same work
         if r["errors"] != tracked[0]["errors"]:
             sys.exit(f"{recipe} seed {seed}: {tracked[0]['errors']} errors tracked but {r['errors']} untracked")
-    wall = statistics.median(r["wall"] for r in tracked)
-    baseline = statistics.median(r["wall"] for r in baselines)
-    return {**tracked[0], "wall": wall, "untracked": baseline, "mlflow": wall - baseline}
+    medians = {key: statistics.median(r[key] for r in tracked) for key in ("wall", "cpu")}
+    baseline = {key: statistics.median(r[key] for r in baselines) for key in ("wall", "cpu")}
+    return {
+        **tracked[0],
+        **medians,
+        "untracked": baseline["wall"],
+        "mlflow": medians["wall"] - baseline["wall"],
+        "mlflow_cpu": medians["cpu"] - baseline["cpu"],
+    }
 
 
 def main() -> None:
@@ -137,9 +148,10 @@ def main() -> None:
     print(f"{os.cpu_count()} cores ({cpu}), load average at start {load}; {args.pairs} pairs per seed\n")
     print(
         "| recipe | seeds | test accuracy (median) | errors per seed | `python -m trainer` (median) "
-        "| untracked (median) | MLflow: tracked − untracked (median) | MLflow's share (median) |"
+        "| untracked (median) | MLflow: tracked − untracked (median) | MLflow's share (median) "
+        "| MLflow's CPU: tracked − untracked (median) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.recipes.split(","):
         seeds = args.seeds.split(",")
         results = [measure(name, seed, args.pairs, i % 2 == 0) for i, seed in enumerate(seeds)]
@@ -152,6 +164,7 @@ def main() -> None:
             f"{statistics.median(r['untracked'] for r in results):.1f} s",
             f"{statistics.median(r['mlflow'] for r in results):.1f} s",
             f"{100 * statistics.median(r['mlflow'] / r['wall'] for r in results):.0f}%",
+            f"{statistics.median(r['mlflow_cpu'] for r in results):.1f} s",
         ]
         print(f"| {' | '.join(row)} |", flush=True)
 

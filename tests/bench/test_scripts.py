@@ -53,6 +53,7 @@ def test_train_bench_prints_a_row_per_recipe(mnist_dir: str, tmp_path: Path) -> 
     mlflow = number(row["MLflow: tracked − untracked (median)"], " s")  # of either sign: the machine is noisy
     assert mlflow == pytest.approx(tracked - untracked, abs=0.15)  # each printed to 0.1 s
     assert number(row["MLflow's share (median)"], "%") == pytest.approx(100 * mlflow / tracked, abs=3)
+    number(row["MLflow's CPU: tracked − untracked (median)"], " s")  # a figure, of either sign
 
 
 def test_train_bench_refuses_zero_pairs(tmp_path: Path) -> None:
