@@ -69,7 +69,7 @@ def untracked(recipe_name: str, seed: int) -> int:
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """Seconds from starting the process to its exit, the CPU seconds it used (user + system, all
-    threads: less swayed than wall time by other work on the machine), and what it printed."""
+    threads), and what it printed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
