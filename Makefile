@@ -1,4 +1,4 @@
-# One venv, one install, the same checks locally and in CI.
+# One venv, one install, the same checks locally and in CI. `make help` lists the targets.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,9 +6,12 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 # Tests read MNIST from the shared offline copy unless MNIST_DATA_DIR says otherwise.
 TEST_ENV := MNIST_DATA_DIR=$${MNIST_DATA_DIR:-$(abspath ../shared/data)}
-PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: venv test test-fast check lint protos run bench clean
+.PHONY: help venv check test test-fast lint protos run bench clean
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,20 +19,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## venv: create .venv and install the project with its dev tools
 venv: $(STAMP)
 
 ## protos: regenerate service/generated from protos/ (a test fails when they are stale)
 protos: $(STAMP)
 	$(PY) -m service.protogen
 
+## lint: ruff format --check, ruff check, mypy (strict)
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy trainer service bench tests
 
-## test: lint, types and the whole suite (slow end-to-end tests included)
+## test: lint, types and the whole suite (slow end-to-end tests included), as CI runs it
 test: lint
 	$(TEST_ENV) $(BIN)/pytest -q
+
+## check: the same as test: format, lint, types and every test
+check: test
 
 ## test-fast: the same without the slow end-to-end tests
 test-fast: lint
@@ -39,9 +47,11 @@ test-fast: lint
 run: $(STAMP)
 	$(PY) -m service.launcher $(if $(RECIPE),--recipe $(RECIPE))
 
+## bench: bench/train.py, then bench/serve.py (without the MLServer comparison); see bench/README.md
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) bench/train.py
 	$(TEST_ENV) $(PY) bench/serve.py
 
+## clean: remove .venv and the tools' caches
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

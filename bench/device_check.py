@@ -12,28 +12,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from trainer.config import parse_config
 from trainer.data import load_dataset
-from trainer.loop import evaluate, fit
+from trainer.loop import evaluate, train
 from trainer.recipes import DEFAULT_RECIPE, RECIPES
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cuda", help="torch device (default: cuda)")
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe (default: {DEFAULT_RECIPE})")
+    p.add_argument(
+        "--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE, help=f"recipe (default: {DEFAULT_RECIPE})"
+    )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR)")
+    p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
     args = p.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}")
+    # The recipe and data folder as `python -m trainer` resolves them.
+    config = parse_config(["--recipe", args.recipe, *(["--data-dir", args.data_dir] if args.data_dir else [])])
+    recipe = config.recipe
     for seed in map(int, args.seeds.split(",")):
-        data = load_dataset(args.data_dir, seed)
-        recipe = RECIPES[args.recipe]
-        torch.manual_seed(seed)
-        net = recipe.build().to(device)
+        data = load_dataset(config.data_dir, seed, download=config.download)
         start = time.perf_counter()
-        fit(net, recipe, data.train, data.val, device, seed, on_epoch=lambda s: None)
+        net = train(recipe, data, device, seed)
         test = evaluate(net, data.test, recipe.loss, device)
         wall = time.perf_counter() - start
         print(

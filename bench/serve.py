@@ -32,15 +32,12 @@ import numpy as np
 import tritonclient.grpc as triton  # our stubs define the same proto package: never import service.generated here
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "mnist-3v7"
+sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port  # noqa: E402
+from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
+from trainer.config import parse_config  # noqa: E402
+from trainer.data import load_dataset  # noqa: E402
 
 
 def train(store: Path, recipe: str) -> tuple[str, str]:
@@ -144,12 +141,9 @@ def measure(port: int, images: np.ndarray, seconds: float) -> dict[str, float]:
 
 
 def test_images() -> np.ndarray:
-    code = (
-        "import json, sys; from trainer.data import load_dataset; "
-        "t = load_dataset(None, 0).test; sys.stdout.buffer.write(t.floats()[:1024].numpy().tobytes())"
-    )
-    raw = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=REPO).stdout
-    return np.frombuffer(raw, np.float32).reshape(-1, 784).copy()
+    """The first 1024 test images, (1024, 784) float32, from the folder `python -m trainer` reads."""
+    config = parse_config([])
+    return load_dataset(config.data_dir, seed=0, download=config.download).test.floats()[:1024].numpy()
 
 
 def main() -> None:

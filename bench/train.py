@@ -1,143 +1,157 @@
-"""Wall time, test accuracy and MLflow's share of wall time for each recipe, on this machine.
+"""What `python -m trainer` costs end to end, and what MLflow adds to it, measured from outside.
 
-Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/train.py [--recipes cnn,mlp] [--seeds 0,1,2]`
-Each run is a fresh process, as `python -m trainer` is, logging into its own SQLite store in a
-temporary folder; the store's tables are created before the clock starts (as for every run after a
-store's first, which spends another ~2 s creating them). "imports" is the time the process spends
-importing torch, torchvision, MLflow and matplotlib; "wall" is everything after: data, training,
-evaluation, figures, the pt2 model and registration. "MLflow waited" is the part of wall the run
-spent inside MLflow: starting the run, waiting for the writer thread, logging the model,
-registering, ending the run; MLflow's share is that over wall. The writer thread, which writes the
-curves, params, datasets and figures while training goes on, is the only MLflow work outside it.
-As a check on that account, every seed's run is repeated untracked in a fresh process right before
-or after it (the order alternates): the same data, training, evaluation and figures, with nothing
-written anywhere. 1 - untracked / wall is what tracking added to the run, all effects included, but
-on this machine two identical runs differ by up to ~15%, so it is a noisy figure; `--pairs N` runs
-N tracked/untracked pairs per seed and compares the medians (and every column shows medians).
+Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/train.py [--recipes cnn,mlp] [--seeds 0,1,2] [--pairs 3]`
+See bench/README.md for what each column means and the figures measured so far.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-START = time.perf_counter()  # before the heavy imports below
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import mlflow  # noqa: E402
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from trainer.background import Job  # noqa: E402
-from trainer.cli import pick_device, run, train_and_log  # noqa: E402
-from trainer.config import DEFAULT_EXPERIMENT, TrainConfig, parse_config  # noqa: E402
-from trainer.data import load_dataset  # noqa: E402
+from trainer.config import DEFAULT_EXPERIMENT  # noqa: E402
 from trainer.recipes import RECIPES  # noqa: E402
-from trainer.tracking import RunLog, Stopwatch  # noqa: E402
 
-IMPORTED = time.perf_counter()
-
-
-class Nowhere:
-    """A run's records dropped: what the untracked baseline writes them to."""
-
-    def put(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
-    def submit(self, job: Job) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+SUMMARY = re.compile(r"test accuracy ([\d.]+)% \((\d+) errors\)")
 
 
-def untracked(config: TrainConfig) -> tuple[float, dict[str, float]]:
-    """What run() does, minus MLflow: the baseline that MLflow's share is measured against."""
-    start = time.perf_counter()
+def untracked(recipe_name: str, seed: int) -> int:
+    """What `python -m trainer` does with a recipe and seed, minus MLflow: load, train, evaluate,
+    measure robustness and draw the figures, writing nothing. Returns the test errors."""
+    import io
+
+    from matplotlib import pyplot as plt
+
+    from trainer import figures
+    from trainer.cli import final_metrics, pick_device  # imports MLflow too, as the tracked run does
+    from trainer.config import parse_config
+    from trainer.data import load_dataset
+    from trainer.loop import EpochStats, train
+
+    config = parse_config(["--quiet", "--recipe", recipe_name, "--seed", str(seed)])
+    recipe = config.recipe
     device = pick_device(config.device)
-    data = load_dataset(config.data_dir, config.seed)
-    log = RunLog("untracked", Stopwatch(), Nowhere())
-    _, metrics = train_and_log(config, data, device, log)
-    log.flush()
-    return time.perf_counter() - start, metrics
+    data = load_dataset(config.data_dir, config.seed, download=config.download)
+    history: list[EpochStats] = []
+    net = train(recipe, data, device, config.seed, history.append)
+    test, metrics = final_metrics(net, data, recipe, device)
+    labels, p_three = data.test.labels.numpy(), test.p_three.numpy()
+    drawn = [
+        figures.loss_curves(
+            [s.epoch for s in history],
+            [s.train_loss for s in history],
+            [s.val.loss for s in history],
+            [s.val.accuracy for s in history],
+            recipe.name,
+        ),
+        figures.weight_maps(net.first_layer_weights().cpu().numpy(), recipe.name),
+        figures.confusion_matrix(labels, (p_three >= 0.5).astype(labels.dtype), recipe.name),
+        figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
+    ]
+    for fig in drawn:
+        fig.savefig(io.BytesIO(), format="png")
+        plt.close(fig)
+    return int(metrics["test_errors"])
 
 
-def one_run(recipe: str, seed: str, tracked: bool) -> dict[str, float]:
-    config = parse_config(["--quiet", "--recipe", recipe, "--seed", seed])
-    if not tracked:
-        wall, metrics = untracked(config)
-        return {"wall": wall, "errors": metrics["test_errors"]}
-    with tempfile.TemporaryDirectory() as store:
-        mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
-        mlflow.create_experiment(DEFAULT_EXPERIMENT, artifact_location=f"{store}/artifacts")
-        result = run(config)
-    return {
-        "imports": IMPORTED - START,
-        "wall": result.wall_seconds,
-        "mlflow": result.mlflow_seconds,
-        "accuracy": result.metrics["test_accuracy"],
-        "errors": result.metrics["test_errors"],
-    }
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Seconds from starting the process to its exit, the CPU seconds it used (user + system, all
+    threads), and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
 
 
-def in_fresh_process(recipe: str, seed: str, tracked: bool) -> dict[str, float]:
-    mode = "tracked" if tracked else "untracked"
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", recipe, seed, mode], check=True, capture_output=True, text=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def tracked_run(recipe: str, seed: str) -> dict[str, float]:
+    """`python -m trainer` as a user runs it, into a fresh SQLite store whose tables already exist
+    (as for every run after a store's first)."""
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
+        uri = f"sqlite:///{folder}/mlflow.db"
+        MlflowClient(uri).create_experiment(DEFAULT_EXPERIMENT, artifact_location=f"{folder}/artifacts")
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_NAME"} | {"MLFLOW_TRACKING_URI": uri}
+        argv = [sys.executable, "-m", "trainer", "--quiet", "--recipe", recipe, "--seed", seed]
+        wall, cpu, out = timed(argv, Path(folder), env)
+    found = SUMMARY.search(out)
+    if found is None:
+        sys.exit(f"no summary line in:\n{out}")
+    return {"wall": wall, "cpu": cpu, "accuracy": float(found[1]) / 100, "errors": float(found[2])}
+
+
+def untracked_run(recipe: str, seed: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
+        wall, cpu, out = timed([sys.executable, __file__, "--untracked", recipe, seed], Path(folder), dict(os.environ))
+    return {"wall": wall, "cpu": cpu, "errors": float(json.loads(out.strip().splitlines()[-1])["errors"])}
 
 
 def measure(recipe: str, seed: str, pairs: int, tracked_first: bool) -> dict[str, float]:
     """`pairs` tracked runs and untracked baselines, each pair back to back so that both meet the
-    same machine, with the order alternating from pair to pair; medians of each mode's figures."""
+    same machine, the order alternating from pair to pair; medians of each."""
     tracked: list[dict[str, float]] = []
     baselines: list[dict[str, float]] = []
     for k in range(pairs):
         first = tracked_first == (k % 2 == 0)
         for is_tracked in (first, not first):
-            (tracked if is_tracked else baselines).append(in_fresh_process(recipe, seed, is_tracked))
+            if is_tracked:
+                tracked.append(tracked_run(recipe, seed))
+            else:
+                baselines.append(untracked_run(recipe, seed))
     for r in baselines:  # the baseline must have done the same work
         if r["errors"] != tracked[0]["errors"]:
             sys.exit(f"{recipe} seed {seed}: {tracked[0]['errors']} errors tracked but {r['errors']} untracked")
-    result = {key: statistics.median(r[key] for r in tracked) for key in tracked[0]}
-    result["untracked"] = statistics.median(r["wall"] for r in baselines)
-    result["share"] = 1 - result["untracked"] / result["wall"]
-    return result
+    medians = {key: statistics.median(r[key] for r in tracked) for key in ("wall", "cpu")}
+    baseline = {key: statistics.median(r[key] for r in baselines) for key in ("wall", "cpu")}
+    return {
+        **tracked[0],
+        **medians,
+        "untracked": baseline["wall"],
+        "mlflow": medians["wall"] - baseline["wall"],
+        "mlflow_cpu": medians["cpu"] - baseline["cpu"],
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated (default: all)")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipes (default: all)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows medians (default: 0)")
-    p.add_argument(
-        "--pairs", type=int, default=1, help="tracked/untracked pairs per seed; medians of each (default: 1)"
-    )
-    p.add_argument("--one", nargs=3, metavar=("RECIPE", "SEED", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--pairs", type=int, default=3, help="tracked/untracked pairs per seed (default: 3)")
+    p.add_argument("--untracked", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.untracked:
+        recipe, seed = args.untracked
+        print(json.dumps({"errors": untracked(recipe, int(seed))}))
+        return
     if args.pairs < 1:
         p.error(f"--pairs must be at least 1, got {args.pairs}")
-    if args.one:
-        recipe, seed, mode = args.one
-        print(json.dumps(one_run(recipe, seed, tracked=mode == "tracked")))
-        return
     cpu = platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores ({cpu})\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} cores ({cpu}), load average at start {load}; {args.pairs} pairs per seed\n")
     print(
-        "| recipe | seeds | test accuracy (median) | errors per seed | imports | wall (median) "
-        "| MLflow waited (median) | MLflow share: waited / wall, per seed "
-        "| untracked wall (median) | 1 - untracked / wall, per seed |"
+        "| recipe | seeds | test accuracy (median) | errors per seed | `python -m trainer` (median) "
+        "| untracked (median) | MLflow: tracked − untracked (median) | MLflow's share (median) "
+        "| MLflow's CPU: tracked − untracked (median) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.recipes.split(","):
         seeds = args.seeds.split(",")
         results = [measure(name, seed, args.pairs, i % 2 == 0) for i, seed in enumerate(seeds)]
@@ -146,12 +160,11 @@ def main() -> None:
             args.seeds,
             f"{100 * statistics.median(r['accuracy'] for r in results):.2f}%",
             ", ".join(str(int(r["errors"])) for r in results),
-            f"{statistics.median(r['imports'] for r in results):.1f} s",
             f"{statistics.median(r['wall'] for r in results):.1f} s",
-            f"{statistics.median(r['mlflow'] for r in results):.2f} s",
-            ", ".join(f"{100 * r['mlflow'] / r['wall']:.1f}%" for r in results),
             f"{statistics.median(r['untracked'] for r in results):.1f} s",
-            ", ".join(f"{100 * r['share']:.1f}%" for r in results),
+            f"{statistics.median(r['mlflow'] for r in results):.1f} s",
+            f"{100 * statistics.median(r['mlflow'] / r['wall'] for r in results):.0f}%",
+            f"{statistics.median(r['mlflow_cpu'] for r in results):.1f} s",
         ]
         print(f"| {' | '.join(row)} |", flush=True)
 

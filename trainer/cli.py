@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
-import mlflow
 import torch
 from mlflow import MlflowClient
 from mlflow.models.model import ModelInfo
 from tqdm import tqdm
 
 from trainer import registry, robustness
-from trainer.background import RunWriter
 from trainer.config import ConfigError, TrainConfig, parse_config
-from trainer.data import Dataset3v7, DataUnavailableError, Split, load_dataset
-from trainer.loop import EpochStats, evaluate, fit
+from trainer.data import Dataset3v7, DataUnavailableError, load_dataset
+from trainer.loop import EpochStats, Evaluation, evaluate, train
+from trainer.models import Network
+from trainer.recipes import Recipe
 from trainer.registry import Promotion
-from trainer.tracking import RunLog, Stopwatch, recipe_params
-
-logger = logging.getLogger(__name__)
+from trainer.tracking import RunLog, recipe_params
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,6 @@ class TrainingResult:
     metrics: dict[str, float]
     version: str | None
     promotion: Promotion | None
-    wall_seconds: float
-    mlflow_seconds: float  # waiting on MLflow
 
     def summary(self, config: TrainConfig) -> str:
         acc, errors = self.metrics["test_accuracy"], int(self.metrics["test_errors"])
@@ -52,50 +48,36 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _robustness_metrics(net: torch.nn.Module, test: Split, loss: str, device: torch.device) -> dict[str, float]:
-    return {
-        f"robust_accuracy_{name}": evaluate(
-            net, Split(robustness.distorted(test.images, name), test.labels), loss, device
-        ).accuracy
-        for name in robustness.DISTORTIONS
-    }
-
-
-def train_and_log(
-    config: TrainConfig, data: Dataset3v7, device: torch.device, log: RunLog
-) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train, evaluate and draw the figures, handing every record to `log`; returns the trained
-    network and its final metrics. Everything else run() does is MLflow's."""
-    recipe = config.recipe
-    torch.manual_seed(config.seed)
-    net = recipe.build().to(device)
-    train = data.train if config.limit is None else data.train.subset(config.limit)
-    log.initial(evaluate(net, data.val, recipe.loss, device))
-    quiet = config.quiet or not sys.stderr.isatty()
-    with tqdm(total=recipe.epochs, desc=recipe.name, unit="epoch", disable=quiet, leave=False) as bar:
-
-        def on_epoch(stats: EpochStats) -> None:
-            log.epoch(stats)
-            bar.update(stats.epoch - bar.n)
-            bar.set_postfix(
-                train_loss=f"{stats.train_loss:.4f}",
-                val_loss=f"{stats.val.loss:.4f}",
-                val_acc=f"{100 * stats.val.accuracy:.2f}%",
-            )
-
-        fit(net, recipe, train, data.val, device, config.seed, on_epoch)
+def final_metrics(
+    net: Network, data: Dataset3v7, recipe: Recipe, device: torch.device
+) -> tuple[Evaluation, dict[str, float]]:
+    """The trained network on the validation and test splits, and on distorted test images."""
     test = evaluate(net, data.test, recipe.loss, device)
     metrics = {
-        "val_accuracy": log.history.val_accuracy[-1],
+        "val_accuracy": evaluate(net, data.val, recipe.loss, device).accuracy,
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
         "test_errors": float(test.errors),
-        **_robustness_metrics(net, data.test, recipe.loss, device),
+        **robustness.accuracies(net, data.test, recipe.loss, device),
     }
-    log.final({k: v for k, v in metrics.items() if k != "val_accuracy"})
-    weights = net.first_layer_weights().cpu().numpy()  # type: ignore[operator]
-    log.figures(recipe.name, weights, data, test)
-    return net, metrics
+    return test, metrics
+
+
+@contextmanager
+def progress(recipe: Recipe, quiet: bool) -> Iterator[Callable[[EpochStats], None]]:
+    """A per-epoch bar with the current losses on a terminal; nothing with --quiet or through a pipe."""
+    with tqdm(
+        total=recipe.epochs, desc=recipe.name, unit="epoch", disable=quiet or not sys.stderr.isatty(), leave=False
+    ) as bar:
+
+        def show(stats: EpochStats) -> None:
+            losses = {} if stats.train_loss is None else {"train_loss": f"{stats.train_loss:.4f}"}
+            bar.update(stats.epoch - bar.n)
+            bar.set_postfix(
+                losses | {"val_loss": f"{stats.val.loss:.4f}", "val_acc": f"{100 * stats.val.accuracy:.2f}%"}
+            )
+
+        yield show
 
 
 def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[str, float]) -> tuple[str, Promotion]:
@@ -116,48 +98,32 @@ def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[s
 
 def run(config: TrainConfig) -> TrainingResult:
     """Train and track one run; the MLflow run ends FAILED on an error and KILLED on Ctrl-C."""
-    start = time.perf_counter()
+    recipe = config.recipe
     device = pick_device(config.device)
-    data = load_dataset(config.data_dir, config.seed)
-    watch = Stopwatch()
-    with watch.timing():
-        mlflow.set_experiment(config.experiment)
-        active = mlflow.start_run(run_name=f"{config.recipe.name}-seed{config.seed}")
-    log = RunLog(active.info.run_id, watch, RunWriter(active.info.run_id))
-    try:
-        log.params(recipe_params(config.recipe) | {"seed": config.seed, "device": device.type, "limit": config.limit})
-        log.dataset(data)
-        net, metrics = train_and_log(config, data, device, log)
-        log.flush()
+    data = load_dataset(config.data_dir, config.seed, download=config.download)
+    training = data if config.limit is None else replace(data, train=data.train.subset(config.limit))
+    with RunLog(config.experiment, run_name=f"{recipe.name}-seed{config.seed}") as log:
+        log.params(recipe_params(recipe) | {"seed": config.seed, "device": device.type, "limit": config.limit})
+        log.datasets(data)
+        with progress(recipe, config.quiet) as show:
+
+            def on_epoch(stats: EpochStats) -> None:
+                log.epoch(stats)
+                show(stats)
+
+            net = train(recipe, training, device, config.seed, on_epoch)
+        test, metrics = final_metrics(net, data, recipe, device)
+        log.final({k: v for k, v in metrics.items() if k != "val_accuracy"})  # val_accuracy is on the curve
+        log.figures(recipe.name, net, data.test, test)
         info = log.model(net, data.test.floats()[:5].numpy())
-        version, promotion = (None, None)
-        if config.register:
-            with log.watch.timing():
-                version, promotion = _register(config, active.info.run_id, info, metrics)
-    except KeyboardInterrupt:
-        log.abandon()
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        log.abandon()
-        mlflow.end_run("FAILED")
-        raise
-    with log.watch.timing():
-        mlflow.end_run("FINISHED")
-    return TrainingResult(
-        run_id=active.info.run_id,
-        metrics=metrics,
-        version=version,
-        promotion=promotion,
-        wall_seconds=time.perf_counter() - start,
-        mlflow_seconds=log.watch.seconds,
-    )
+        version, promotion = _register(config, log.run_id, info, metrics) if config.register else (None, None)
+    return TrainingResult(log.run_id, metrics, version, promotion)
 
 
-def main(argv: Sequence[str] | None = None, config: TrainConfig | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 done, 1 data missing, 2 bad settings, 130 interrupted."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if config is None:
-        config = parse_config(argv)  # exits 2 with a one-line error on bad flags
+    config = parse_config(argv)  # exits 2 with a one-line error on bad flags
     try:
         result = run(config)
     except (DataUnavailableError, ConfigError) as err:

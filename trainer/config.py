@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from trainer.recipes import DEFAULT_RECIPE, RECIPES, Recipe
 
+# The service serves DEFAULT_MODEL_NAME@DEFAULT_ALIAS by default too (tests/test_contracts.py).
 DEFAULT_MODEL_NAME = "mnist-3v7"
 DEFAULT_ALIAS = "champion"
 DEFAULT_EXPERIMENT = "mnist37"
+DEFAULT_DATA_DIR = Path("data")  # downloaded into when neither --data-dir nor MNIST_DATA_DIR is set
 
 
 class ConfigError(ValueError):
@@ -22,7 +26,8 @@ class ConfigError(ValueError):
 class TrainConfig:
     recipe: Recipe
     seed: int
-    data_dir: str | None
+    data_dir: Path
+    download: bool  # fetch MNIST into data_dir if it is missing (only for the default folder)
     device: str  # "auto", "cpu" or "cuda"
     model_name: str
     alias: str
@@ -33,8 +38,11 @@ class TrainConfig:
     quiet: bool
 
 
-def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int | float:
+Number = TypeVar("Number", int, float)
+
+
+def _positive(kind: type[Number]) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
@@ -50,52 +58,61 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m trainer",
         description="Train a 3-versus-7 classifier, log it to MLflow and register it.",
-        epilog="Environment: MLFLOW_TRACKING_URI (default sqlite:///mlflow.db), MNIST_DATA_DIR, "
-        "MLFLOW_EXPERIMENT_NAME.",
+        epilog="MLFLOW_TRACKING_URI names the MLflow store (default: sqlite:///mlflow.db in this folder).",
     )
-    p.add_argument(
-        "--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE, help=f"what to train (default: {DEFAULT_RECIPE})"
+    add = p.add_argument
+    add("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE, help=f"what to train (default: {DEFAULT_RECIPE})")
+    add("--epochs", type=_positive(int), help="train for this many epochs (default: the recipe's)")
+    add("--lr", type=_positive(float), help="learning rate (default: the recipe's)")
+    add("--batch-size", type=_positive(int), help="images per step (default: the recipe's)")
+    add("--seed", type=int, default=0, help="seed for the validation split, the weights and shuffling (default: 0)")
+    add(
+        "--data-dir",
+        help=f"folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./{DEFAULT_DATA_DIR}, downloading into it)",
     )
-    p.add_argument("--epochs", type=_positive(int), help="override the recipe's epochs")
-    p.add_argument("--lr", type=_positive(float), help="override the recipe's learning rate")
-    p.add_argument("--batch-size", type=_positive(int), help="override the recipe's batch size")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling (default: 0)")
-    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data with download)")
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="where to train (default: auto, CUDA when available)",
+    add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto, CUDA if any)")
+    add(
+        "--model-name",
+        default=DEFAULT_MODEL_NAME,
+        help=f"registered model to add a version to (default: {DEFAULT_MODEL_NAME})",
     )
-    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help=f"registered model (default: {DEFAULT_MODEL_NAME})")
-    p.add_argument(
-        "--alias", default=DEFAULT_ALIAS, help=f"alias to move to the new version (default: {DEFAULT_ALIAS})"
+    add("--alias", default=DEFAULT_ALIAS, help=f"alias to move to the new version (default: {DEFAULT_ALIAS})")
+    add("--no-register", action="store_true", help="log the run but register nothing (default: register)")
+    add(
+        "--force-promote",
+        action="store_true",
+        help="move the alias even if validation accuracy is worse (default: only if not worse)",
     )
-    p.add_argument("--no-register", action="store_true", help="log the run but register nothing")
-    p.add_argument("--force-promote", action="store_true", help="move the alias even if validation accuracy is worse")
-    p.add_argument(
+    add(
         "--experiment",
-        default=os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-        help=f"MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT})",
+        help=f"MLflow experiment to log into (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT})",
     )
-    p.add_argument("--limit", type=_positive(int), help="train on the first N training images only (quick checks)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add(
+        "--limit",
+        type=_positive(int),
+        help="train on the first N training images only, for quick checks (default: all)",
+    )
+    add("--quiet", action="store_true", help="no progress bar (default: a bar when stderr is a terminal)")
     return p
 
 
-def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> TrainConfig:
+    """Flags (argv, default sys.argv) over environment (default os.environ) over defaults; exits 2
+    with a one-line error on a bad flag."""
+    env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    recipe = RECIPES[args.recipe].with_overrides(args.epochs, args.lr, args.batch_size)
+    data_dir = args.data_dir or env.get("MNIST_DATA_DIR")
     return TrainConfig(
-        recipe=recipe,
+        recipe=RECIPES[args.recipe].with_overrides(args.epochs, args.lr, args.batch_size),
         seed=args.seed,
-        data_dir=args.data_dir,
+        data_dir=Path(data_dir) if data_dir else DEFAULT_DATA_DIR,
+        download=not data_dir,
         device=args.device,
         model_name=args.model_name,
         alias=args.alias,
         register=not args.no_register,
         force_promote=args.force_promote,
-        experiment=args.experiment,
+        experiment=args.experiment or env.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT,
         limit=args.limit,
         quiet=args.quiet,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,6 @@ from torchvision.datasets import MNIST
 
 THREE, SEVEN = 3, 7
 PIXELS = 784
-DEFAULT_DATA_DIR = Path("data")
 
 
 class DataUnavailableError(RuntimeError):
@@ -44,16 +42,6 @@ class Dataset3v7:
     root: Path
 
 
-def resolve_data_dir(flag: str | None) -> tuple[Path, bool]:
-    """Where MNIST lives and whether it may be downloaded: `--data-dir`, `MNIST_DATA_DIR`, else ./data."""
-    if flag:
-        return Path(flag), False
-    env = os.environ.get("MNIST_DATA_DIR")
-    if env:
-        return Path(env), False
-    return DEFAULT_DATA_DIR, True
-
-
 def select_3v7(images: torch.Tensor, targets: torch.Tensor) -> Split:
     """Keep the 3s and 7s of an MNIST split; label 3 as 1 and 7 as 0."""
     keep = (targets == THREE) | (targets == SEVEN)
@@ -70,14 +58,15 @@ def _read_split(root: Path, train: bool, download: bool) -> Split:
         raise DataUnavailableError(
             f"MNIST is not available at {root} ({how}: {str(err).splitlines()[0]}); "
             "point --data-dir or MNIST_DATA_DIR at a folder holding MNIST/raw, "
-            "or allow the download into ./data"
+            "or set neither to download it into ./data"
         ) from err
     return select_3v7(mnist.data, mnist.targets)
 
 
-def load_dataset(data_dir: str | None, seed: int, val_fraction: float = 0.1) -> Dataset3v7:
-    """Read MNIST, keep 3s and 7s, and hold out a seeded validation share of the train split."""
-    root, download = resolve_data_dir(data_dir)
+def load_dataset(root: str | Path, seed: int, download: bool = False, val_fraction: float = 0.1) -> Dataset3v7:
+    """Read MNIST from root/MNIST/raw (fetching it first if `download`), keep 3s and 7s, and hold
+    out a seeded validation share of the train split."""
+    root = Path(root)
     full_train = _read_split(root, train=True, download=download)
     test = _read_split(root, train=False, download=download)
     order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(seed))

@@ -1,7 +1,8 @@
-"""The training loop: fit a network to the train split, evaluate on any split."""
+"""Training: seed, build and fit a recipe's network, and evaluate it on any split."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -9,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.data import Split
-from trainer.recipes import Recipe
+from trainer.data import Dataset3v7, Split
+from trainer.models import Network
+from trainer.recipes import Loss, Recipe
 
 
 @dataclass(frozen=True)
@@ -23,19 +25,19 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class EpochStats:
-    epoch: int  # 1-based
-    train_loss: float
+    epoch: int  # 0: the untrained network
+    train_loss: float | None  # None at epoch 0
     val: Evaluation
 
 
-def loss_fn(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def loss_fn(kind: Loss, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if kind == "mse":
         return F.mse_loss(torch.sigmoid(logits), labels)
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
 @torch.inference_mode()
-def evaluate(net: nn.Module, split: Split, loss: str, device: torch.device, batch: int = 512) -> Evaluation:
+def evaluate(net: nn.Module, split: Split, loss: Loss, device: torch.device, batch: int = 512) -> Evaluation:
     """Loss, accuracy and p(three) of `net` on a split, 0.5 the decision threshold."""
     net.eval()
     logits = torch.cat(
@@ -65,7 +67,7 @@ def _optimizer(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     if recipe.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    else:
+    else:  # "adamw"
         opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.schedule == "onecycle":
         return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
@@ -85,7 +87,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     x_all = train.floats().to(device)  # (N, 784)
     y_all = train.labels.to(device)
-    per_epoch = 1 if recipe.batch_size is None else -(-len(train) // recipe.batch_size)
+    per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
     for epoch in range(1, recipe.epochs + 1):
         net.train()
@@ -106,3 +108,19 @@ def fit(
             seen += len(y)
         if epoch % recipe.log_every == 0 or epoch == recipe.epochs:
             on_epoch(EpochStats(epoch, total / seen, evaluate(net, val, recipe.loss, device)))
+
+
+def train(
+    recipe: Recipe,
+    data: Dataset3v7,
+    device: torch.device,
+    seed: int,
+    on_epoch: Callable[[EpochStats], None] = lambda stats: None,
+) -> Network:
+    """Seed, build and fit `recipe`'s network on data.train; `on_epoch` sees the untrained network
+    (epoch 0), then every `recipe.log_every` epochs and the last, validated on data.val."""
+    torch.manual_seed(seed)
+    net = recipe.build().to(device)
+    on_epoch(EpochStats(0, None, evaluate(net, data.val, recipe.loss, device)))
+    fit(net, recipe, data.train, data.val, device, seed, on_epoch)
+    return net

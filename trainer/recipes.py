@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from torch import nn
-
 from trainer.augment import Augmentation
-from trainer.models import CNN, MLP, SingleLayer
+from trainer.models import CNN, MLP, Network, SingleLayer
 
 Loss = Literal["mse", "bce"]
-Optimizer = Literal["sgd", "adam"]
+Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["constant", "onecycle"]
 
 
@@ -30,7 +28,7 @@ class Recipe:
     augmentation: Augmentation | None = None
     log_every: int = 1  # epochs between logged points; ≥ 100 points for long full-batch runs
 
-    def build(self) -> nn.Module:
+    def build(self) -> Network:
         if self.network == "single":
             return SingleLayer(init_std=self.init_std)
         if self.network == "mlp":
@@ -79,7 +77,7 @@ RECIPES: dict[str, Recipe] = {
         name="mlp",
         network="mlp",
         loss="bce",
-        optimizer="adam",
+        optimizer="adamw",
         lr=1e-3,
         epochs=8,
         batch_size=128,
@@ -88,7 +86,7 @@ RECIPES: dict[str, Recipe] = {
         name="cnn",
         network="cnn",
         loss="bce",
-        optimizer="adam",
+        optimizer="adamw",
         lr=3e-3,
         epochs=16,
         batch_size=128,

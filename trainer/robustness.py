@@ -7,6 +7,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from trainer.augment import dilate, erode
+from trainer.data import Split
+from trainer.loop import evaluate
+from trainer.recipes import Loss
+
 Distortion = Callable[[torch.Tensor], torch.Tensor]  # (N, 1, 28, 28) floats → same shape
 
 
@@ -26,20 +31,15 @@ def _zoom(factor: float) -> Distortion:
     return apply
 
 
-def _thick(x: torch.Tensor) -> torch.Tensor:
-    return F.max_pool2d(x, 3, stride=1, padding=1)
-
-
 def _thin(x: torch.Tensor) -> torch.Tensor:
-    eroded = -F.max_pool2d(-x, 3, stride=1, padding=1)
-    return 0.5 * (x + eroded)  # a full 3×3 erosion erases most MNIST strokes; half of it thins them
+    return 0.5 * (x + erode(x))  # a full 3×3 erosion erases most MNIST strokes; half of it thins them
 
 
 DISTORTIONS: dict[str, Distortion] = {
-    "shift3": _shift(3, 2),
+    "shift_3x2": _shift(3, 2),  # 3 pixels right, 2 down
     "zoom_out": _zoom(0.8),
     "zoom_in": _zoom(1.15),
-    "thick": _thick,
+    "thick": dilate,
     "thin": _thin,
 }
 
@@ -49,3 +49,13 @@ def distorted(images: torch.Tensor, name: str) -> torch.Tensor:
     x = images.float().div(255.0).reshape(-1, 1, 28, 28)
     out = DISTORTIONS[name](x).clamp(0, 1).mul(255.0).round()
     return out.to(torch.uint8).reshape(-1, 784)
+
+
+def accuracies(net: torch.nn.Module, test: Split, loss: Loss, device: torch.device) -> dict[str, float]:
+    """Accuracy on each distorted copy of `test`, keyed robust_accuracy_<distortion>."""
+    return {
+        f"robust_accuracy_{name}": evaluate(
+            net, Split(distorted(test.images, name), test.labels), loss, device
+        ).accuracy
+        for name in DISTORTIONS
+    }

@@ -1,56 +1,36 @@
-"""Everything a run writes to MLflow: params, curves, figures, the dataset and the pt2 model."""
+"""Everything a run writes to MLflow: params, curves, the dataset, figures and the pt2 model."""
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import mlflow
 import numpy as np
 import torch
 from matplotlib import pyplot as plt
-from matplotlib.figure import Figure
-from mlflow.entities import Dataset as DatasetEntity
-from mlflow.entities import DatasetInput, InputTag, Param
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 from mlflow.models.model import ModelInfo
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from trainer import figures
-from trainer.background import Writer
-from trainer.data import Dataset3v7
+from trainer.data import Dataset3v7, Split
 from trainer.loop import EpochStats, Evaluation
-from trainer.models import Probability
+from trainer.models import Network, Probability
 from trainer.recipes import Recipe
 
-# What the served model needs; pinned so MLflow does not spend seconds inferring it.
-MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-
-
-@dataclass
-class Stopwatch:
-    """Seconds spent inside MLflow calls, so the benchmark can report logging's share."""
-
-    seconds: float = 0.0
-
-    @contextlib.contextmanager
-    def timing(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds += time.perf_counter() - start
+# Tells the MLflow UI to open the experiment in its model-training view rather than the GenAI one.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 @dataclass
 class History:
     epochs: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
+    train_loss: list[float | None] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
 
@@ -73,86 +53,93 @@ def recipe_params(recipe: Recipe) -> dict[str, Any]:
     return params
 
 
-# A local path matches MLflow's local-artifact dataset source twice; it picks one and warns. Set
-# once here rather than with catch_warnings, which is not thread-safe: the datasets are built on
-# the writer's thread.
-warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-
-
-def _dataset_inputs(data: Dataset3v7) -> list[DatasetInput]:
-    inputs = []
-    for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
-        dataset = mlflow.data.from_numpy(  # type: ignore[attr-defined]
-            split.images.numpy(),
-            targets=split.labels.numpy(),
-            source=str(data.root.resolve()),
-            name=f"mnist-3v7-{context}",
-        )
-        context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
-        inputs.append(DatasetInput(DatasetEntity(**dataset.to_dict()), tags=[context_tag]))
-    return inputs
+def _model_requirements() -> list[str]:
+    """What the served model needs; given so that MLflow does not spend seconds inferring it."""
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
 
 
 class RunLog:
-    """Writes one training run into the active MLflow run."""
+    """One MLflow run, from start to end. Epoch metrics are sent in batches about once a
+    `flush_seconds` of training, since one call per point costs more than the training of a short
+    recipe; everything else is written when it is handed over. Leaving the `with` block ends the
+    run FINISHED, FAILED on an error, or KILLED on Ctrl-C."""
 
-    def __init__(self, run_id: str, watch: Stopwatch, writer: Writer) -> None:
-        self.watch = watch
+    def __init__(self, experiment: str, run_name: str, flush_seconds: float = 1.0) -> None:
         self.history = History()
-        self._run_id = run_id
-        self._writer = writer
-        self._scratch = tempfile.TemporaryDirectory(prefix="mnist37-figures-")  # until the writer is done
+        self._experiment = experiment
+        self._run_name = run_name
+        self._flush_seconds = flush_seconds
+        self._pending: list[Metric] = []
+        self._flushed_at = time.monotonic()
+        self.run_id = ""
+
+    def __enter__(self) -> RunLog:
+        self._client = MlflowClient()
+        experiment = mlflow.set_experiment(self._experiment)
+        self._client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        self.run_id = mlflow.start_run(run_name=self._run_name).info.run_id
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            self.flush()
+            mlflow.end_run("FINISHED")
+            return
+        with contextlib.suppress(Exception):  # keep the curves so far; the original error is the one to report
+            self.flush()
+        mlflow.end_run("KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED")
 
     def params(self, params: dict[str, Any]) -> None:
-        batch = [Param(key, str(value)) for key, value in params.items()]
-        with self.watch.timing():
-            self._writer.submit(lambda client: client.log_batch(self._run_id, params=batch))
+        mlflow.log_params(params)
+
+    def datasets(self, data: Dataset3v7) -> None:
+        """The three splits as MLflow dataset inputs, with their context."""
+        contexts = ("training", "validation", "test")
+        splits = (data.train, data.val, data.test)
+        with warnings.catch_warnings():
+            # A local path matches two of MLflow's dataset source types; it picks one and warns.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            datasets = [_dataset(split, data, context) for context, split in zip(contexts, splits, strict=True)]
+        mlflow.log_inputs(datasets, contexts=list(contexts), tags_list=[None] * len(datasets))
 
     def epoch(self, stats: EpochStats) -> None:
+        """One point of the curves; epoch 0, the untrained network, has no train loss."""
         self.history.add(stats)
-        metrics = {"train_loss": stats.train_loss, "val_loss": stats.val.loss, "val_accuracy": stats.val.accuracy}
-        with self.watch.timing():
-            self._writer.put(metrics, step=stats.epoch)
-
-    def initial(self, val: Evaluation) -> None:
-        """Step 0: the untrained network, so curves show where training started."""
-        with self.watch.timing():
-            self._writer.put({"val_loss": val.loss, "val_accuracy": val.accuracy}, step=0)
-
-    def dataset(self, data: Dataset3v7) -> None:
-        """The three splits as MLflow dataset inputs; their digests are computed on the writer's thread."""
-        with self.watch.timing():
-            self._writer.submit(lambda client: client.log_inputs(self._run_id, datasets=_dataset_inputs(data)))
+        metrics = {"val_loss": stats.val.loss, "val_accuracy": stats.val.accuracy}
+        if stats.train_loss is not None:
+            metrics["train_loss"] = stats.train_loss
+        self._add(metrics, stats.epoch)
+        if time.monotonic() - self._flushed_at >= self._flush_seconds:
+            self.flush()
 
     def final(self, metrics: dict[str, float]) -> None:
         """Test-split metrics, at the last epoch's step: logging the model links that step's metrics
         to it, so the model's page shows these and the trained network's validation figures."""
-        with self.watch.timing():
-            self._writer.put(metrics, step=self.history.epochs[-1])
+        self._add(metrics, self.history.epochs[-1])
+        self.flush()
 
-    def figures(self, title: str, weights: np.ndarray, data: Dataset3v7, test: Evaluation) -> None:
-        labels = data.test.labels.numpy()
-        p_three = test.p_three.numpy()
+    def figures(self, title: str, net: Network, test: Split, evaluation: Evaluation) -> None:
+        labels, p_three = test.labels.numpy(), evaluation.p_three.numpy()
         h = self.history
-        drawn: dict[str, Figure] = {
+        drawn = {
             "loss_curves.png": figures.loss_curves(h.epochs, h.train_loss, h.val_loss, h.val_accuracy, title),
-            "weights.png": figures.weight_maps(weights, f"{title}: learned first-layer weights"),
+            "weights.png": figures.weight_maps(
+                net.first_layer_weights().cpu().numpy(), f"{title}: learned first-layer weights"
+            ),
             "confusion_matrix.png": figures.confusion_matrix(
                 labels, (p_three >= 0.5).astype(labels.dtype), f"{title}: test split"
             ),
-            "misclassified.png": figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
+            "misclassified.png": figures.misclassified_grid(test.images.numpy(), labels, p_three),
         }
-        for name, fig in drawn.items():  # rendering PNGs is drawing, not logging
-            fig.savefig(Path(self._scratch.name) / name)
+        for name, fig in drawn.items():
+            mlflow.log_figure(fig, f"figures/{name}")
             plt.close(fig)
-        with self.watch.timing():
-            self._writer.submit(lambda client: client.log_artifacts(self._run_id, self._scratch.name, "figures"))
 
-    def model(self, net: torch.nn.Module, example: np.ndarray) -> ModelInfo:
-        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,). Call
-        flush() first: MLflow links the metrics already logged at the last epoch's step to the model."""
+    def model(self, net: Network, example: np.ndarray) -> ModelInfo:
+        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,), at the
+        last epoch's step, where final() put the metrics MLflow links to it."""
         served = Probability(net).eval().cpu()
-        with self.watch.timing(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             # Channels-last weights are not "complete" tensors to the pt2 packer, so it rebuilds each
             # from its storage and warns; on the CPU that is exact (a test compares the outputs).
             warnings.filterwarnings("ignore", message="No complete tensor found in the group")
@@ -162,22 +149,25 @@ class RunLog:
                 input_example=example,
                 serialization_format="pt2",
                 step=self.history.epochs[-1],  # not 0, where the untrained network's metrics are
-                pip_requirements=MODEL_REQUIREMENTS,
-                # MLflow would load the saved program back and run the example through it (~0.1 s);
-                # the service does that to every version before serving it, and tests load each
-                # logged model with mlflow.pyfunc.load_model and pickle disallowed.
+                pip_requirements=_model_requirements(),
+                # The service loads and smoke-tests every version before serving it, and the tests
+                # load logged models, so MLflow's own load-and-predict check is skipped.
                 validate_serving_input=False,
             )
 
     def flush(self) -> None:
-        """Wait for everything handed to the writer (metrics, params, figures) to reach the store."""
-        with self.watch.timing():
-            try:
-                self._writer.close()
-            finally:
-                self._scratch.cleanup()
+        """Send the epoch metrics gathered since the last flush."""
+        if self._pending:
+            self._client.log_batch(self.run_id, metrics=self._pending)
+            self._pending = []
+        self._flushed_at = time.monotonic()
 
-    def abandon(self) -> None:
-        """On a failing run: keep the curves written so far, but let the original error through."""
-        with contextlib.suppress(Exception):
-            self.flush()
+    def _add(self, metrics: dict[str, float], step: int) -> None:
+        timestamp = int(time.time() * 1000)
+        self._pending.extend(Metric(key, float(value), timestamp, step) for key, value in metrics.items())
+
+
+def _dataset(split: Split, data: Dataset3v7, context: str) -> Any:
+    return mlflow.data.from_numpy(  # type: ignore[attr-defined]
+        split.images.numpy(), targets=split.labels.numpy(), source=str(data.root.resolve()), name=f"mnist-3v7-{context}"
+    )

@@ -1,20 +1,26 @@
-"""`python -m trainer` as a user runs it: errors, exit codes, the summary line."""
+"""`python -m trainer` as a user runs it, and the run it makes: what reaches MLflow and the registry,
+errors, exit codes, the summary line."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
+from mlflow import MlflowClient
 
+import trainer.cli
 from tests.conftest import REPO
-from trainer.registry import version_tags
+from trainer.cli import run
+from trainer.config import TrainConfig, parse_config
+from trainer.data import load_dataset
 
 
 def _trainer(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "trainer", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
@@ -57,19 +63,9 @@ def test_default_recipe_trains_registers_and_prints_a_summary(mnist_dir: str, tm
     assert (tmp_path / "mlflow.db").exists()
 
 
-def test_version_tags_hold_metrics_exactly() -> None:
-    # 1 error in the 1240 validation images: tagged as "0.999194" it read back larger than itself,
-    # so retraining the same model with the same seed "did not match" the alias holder.
-    metrics = {"val_accuracy": 1 - 1 / 1240, "test_errors": 0.0, "robust_accuracy_thick": 0.5}
-    tags = version_tags(metrics)
-    assert float(tags["val_accuracy"]) == metrics["val_accuracy"]
-    assert set(tags) == {"val_accuracy", "test_errors"}
-
-
 def _trainer_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
     """Run `python -m trainer` with its stderr on a pseudo-terminal, as in a shell; return what it drew."""
     import fcntl
-    import os
     import pty
     import struct
     import termios
@@ -106,3 +102,95 @@ def test_a_progress_bar_on_a_terminal_unless_quiet(mnist_dir: str, tmp_path: Pat
     # Off a terminal (the other tests capture stderr through a pipe) there is no bar either.
     piped = _trainer(*short, cwd=tmp_path, env_extra={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
     assert piped.returncode == 0 and "train_loss=" not in piped.stderr
+
+
+def _config(*flags: str) -> TrainConfig:
+    return parse_config(["--quiet", *flags])
+
+
+@pytest.mark.slow
+def test_mlp_run_logs_everything_and_registers(
+    mnist_dir: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run(_config("--recipe", "mlp"))
+    client = MlflowClient()
+    r = client.get_run(result.run_id)
+    assert r.info.status == "FINISHED"
+    assert r.data.params["recipe"] == "mlp" and r.data.params["epochs"] == "8" and r.data.params["seed"] == "0"
+    assert r.data.params["optimizer"] == "adamw"
+    for key in ("val_loss", "val_accuracy"):
+        assert [m.step for m in client.get_metric_history(result.run_id, key)] == list(range(9)), key
+    assert [m.step for m in client.get_metric_history(result.run_id, "train_loss")] == list(range(1, 9))
+    assert result.metrics["test_accuracy"] >= 0.99
+    assert r.data.metrics["test_errors"] == round((1 - r.data.metrics["test_accuracy"]) * 2038)
+    assert r.data.metrics["val_accuracy"] == result.metrics["val_accuracy"]  # the last epoch's point
+    assert {k for k in r.data.metrics if k.startswith("robust_accuracy_")} == {
+        f"robust_accuracy_{name}" for name in ("shift_3x2", "zoom_out", "zoom_in", "thick", "thin")
+    }
+    figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
+    assert figures == {f"figures/{n}.png" for n in ("loss_curves", "weights", "confusion_matrix", "misclassified")}
+    contexts = {d.dataset.name: {t.value for t in d.tags} for d in r.inputs.dataset_inputs}
+    assert contexts == {
+        "mnist-3v7-training": {"training"},
+        "mnist-3v7-validation": {"validation"},
+        "mnist-3v7-test": {"test"},
+    }
+    # The logged model carries the trained network's metrics, not the untrained one's at step 0.
+    (output,) = r.outputs.model_outputs
+    model_metrics = {m.key: m.value for m in client.get_logged_model(output.model_id).metrics}
+    assert model_metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert model_metrics["val_accuracy"] == pytest.approx(result.metrics["val_accuracy"])
+    assert model_metrics["val_accuracy"] > 0.95
+
+    version = client.get_model_version("mnist-3v7", "1")
+    assert version.tags["recipe"] == "mlp" and float(version.tags["test_accuracy"]) == pytest.approx(
+        result.metrics["test_accuracy"], abs=1e-5
+    )
+    assert "test accuracy" in version.description
+    assert client.get_registered_model("mnist-3v7").aliases == {"champion": 1}
+
+    # The model is a pt2 program that loads with pickle deserialization disallowed.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    model = mlflow.pyfunc.load_model("models:/mnist-3v7@champion")
+    inputs = model.metadata.get_input_schema().inputs
+    assert str(inputs[0].type) == "float32" and tuple(inputs[0].shape) == (-1, 784)
+    test = load_dataset(mnist_dir, 0).test
+    p = np.asarray(model.predict(test.floats().numpy()))
+    assert float(((p >= 0.5) == test.labels.numpy().astype(bool)).mean()) == pytest.approx(
+        result.metrics["test_accuracy"], abs=1e-9
+    )
+
+    # A worse model is registered but does not take the alias; --force-promote moves it.
+    worse = run(_config("--recipe", "mlp", "--epochs", "1", "--limit", "200"))
+    assert worse.version == "2" and worse.promotion is not None and not worse.promotion.moved
+    assert "<" in worse.promotion.reason
+    assert client.get_registered_model("mnist-3v7").aliases == {"champion": 1}
+    forced = run(_config("--recipe", "mlp", "--epochs", "1", "--limit", "200", "--force-promote"))
+    assert forced.promotion is not None and forced.promotion.moved
+    assert client.get_registered_model("mnist-3v7").aliases == {"champion": 3}
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics(mnist_dir: str, tracking_uri: str) -> None:
+    a = run(_config("--recipe", "mlp", "--epochs", "2", "--no-register"))
+    b = run(_config("--recipe", "mlp", "--epochs", "2", "--no-register"))
+    c = run(_config("--recipe", "mlp", "--epochs", "2", "--no-register", "--seed", "1"))
+    assert a.metrics == b.metrics
+    assert a.metrics != c.metrics
+    assert a.version is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("disk full"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_a_crash_marks_the_run_and_moves_no_alias(
+    mnist_dir: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, error: BaseException, status: str
+) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(trainer.cli, "train", crash)
+    with pytest.raises(type(error)):
+        run(_config("--recipe", "mlp"))
+    runs = mlflow.search_runs(experiment_names=["mnist37"], output_format="list")
+    assert [r.info.status for r in runs] == [status]
+    assert MlflowClient().search_registered_models() == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.data import DataUnavailableError, load_dataset, resolve_data_dir
+from trainer.data import DataUnavailableError, load_dataset
 
 
 def test_selects_threes_and_sevens_with_the_documented_counts(mnist_dir: str) -> None:
@@ -45,11 +45,3 @@ def test_missing_data_names_both_settings(tmp_path: Path) -> None:
         load_dataset(str(tmp_path), seed=0)
     message = str(err.value)
     assert "--data-dir" in message and "MNIST_DATA_DIR" in message and "\n" not in message
-
-
-def test_data_dir_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MNIST_DATA_DIR", "/from/env")
-    assert resolve_data_dir("/from/flag") == (Path("/from/flag"), False)
-    assert resolve_data_dir(None) == (Path("/from/env"), False)
-    monkeypatch.delenv("MNIST_DATA_DIR")
-    assert resolve_data_dir(None) == (Path("data"), True)

@@ -1,4 +1,4 @@
-"""The figures' layout: every tile lands where its caption is placed, and the drawings are PNGs."""
+"""The figures: every tile lands where its caption is placed, titles count what they show, and each draws."""
 
 from __future__ import annotations
 
@@ -39,7 +39,31 @@ def test_each_figure_renders_for_every_network_shape() -> None:
         figures.misclassified_grid(images, labels, labels.astype(float)),  # no mistakes
         figures.misclassified_grid(images, labels, rng.random(100)),  # more than fit
         figures.confusion_matrix(labels, 1 - labels, "all wrong"),
-        figures.loss_curves([0, 1, 2], [0.5, 0.3, 0.2], [0.6, 0.4, 0.3], [0.5, 0.9, 0.95], "curves"),
+        figures.loss_curves([0, 1, 2], [None, 0.3, 0.2], [0.6, 0.4, 0.3], [0.5, 0.9, 0.95], "curves"),
     ]
     for fig in drawn:
         assert _png(fig).startswith(b"\x89PNG")
+
+
+def _title(fig: Figure) -> str:
+    title = fig.get_suptitle()
+    plt.close(fig)
+    return title
+
+
+def test_the_misclassified_title_counts_what_it_shows_of_how_many() -> None:
+    labels = np.array([1, 0] * 50)
+    images = np.zeros((100, 784), np.uint8)
+    all_wrong = 1.0 - labels  # every answer confidently wrong
+    assert _title(figures.misclassified_grid(images, labels, all_wrong)) == "32 shown of 100 misclassified test images"
+    three_wrong = labels.astype(float)
+    three_wrong[:3] = 1 - three_wrong[:3]
+    assert _title(figures.misclassified_grid(images, labels, three_wrong)) == "3 misclassified test images"
+    assert _title(figures.misclassified_grid(images, labels, labels.astype(float))) == "no misclassified test images"
+
+
+def test_the_loss_curves_leave_out_the_missing_train_loss() -> None:
+    fig = figures.loss_curves([0, 1, 2], [None, 0.3, 0.2], [0.6, 0.4, 0.3], [0.5, 0.9, 0.95], "curves")
+    train, val = fig.axes[0].get_lines()
+    assert np.asarray(train.get_xdata()).tolist() == [1, 2] and np.asarray(val.get_xdata()).tolist() == [0, 1, 2]
+    plt.close(fig)

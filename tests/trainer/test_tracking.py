@@ -1,101 +1,75 @@
-"""The background run writer: batching, ordering and errors, isolated from any store."""
+"""RunLog against a real SQLite store: the experiment's kind, batched curves, and how a run ends."""
 
 from __future__ import annotations
 
-import threading
-import time
-
+import mlflow
 import pytest
-from mlflow.entities import Metric, Param
+import torch
+from mlflow import MlflowClient
 
-from trainer.background import RunWriter
-
-
-class RecordingClient:
-    """Stands in for MlflowClient's log_batch and log_artifacts; the end-to-end runs use a real store."""
-
-    def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
-        self.batches: list[list[Metric]] = []
-        self.calls: list[str] = []
-        self.fail = fail
-        self.gate = gate
-        self.entered = threading.Event()
-
-    def log_batch(self, run_id: str, metrics: list[Metric] = (), params: list[Param] = ()) -> None:  # type: ignore[assignment]
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(5)
-        if self.fail:
-            raise RuntimeError("store unavailable")
-        if metrics:
-            self.batches.append(list(metrics))
-            self.calls.append(f"metrics {len(metrics)}")
-        if params:
-            self.calls.append("params " + ",".join(f"{p.key}={p.value}" for p in params))
-
-    def log_artifacts(self, run_id: str, folder: str, artifact_path: str) -> None:
-        self.calls.append(f"artifacts {folder} -> {artifact_path}")
+from trainer.loop import EpochStats, Evaluation
+from trainer.recipes import RECIPES
+from trainer.tracking import RunLog, recipe_params
 
 
-def test_everything_put_is_written_in_order_by_close() -> None:
-    client = RecordingClient()
-    writer = RunWriter("run", client)  # type: ignore[arg-type]
-    for step in range(1, 301):
-        writer.put({"train_loss": 1 / step, "val_loss": 2 / step}, step)
-    writer.close()
-    written = [m for batch in client.batches for m in batch]
-    assert [(m.key, m.step) for m in written] == [(k, s) for s in range(1, 301) for k in ("train_loss", "val_loss")]
-    assert all(len(batch) <= 1000 for batch in client.batches)
+def _stats(epoch: int) -> EpochStats:
+    val = Evaluation(loss=1 / (epoch + 1), accuracy=0.5 + epoch / 100, errors=0, p_three=torch.zeros(0))
+    return EpochStats(epoch, None if epoch == 0 else 2 / (epoch + 1), val)
 
 
-def test_a_slow_store_gets_batches_not_one_call_per_put() -> None:
-    gate = threading.Event()
-    client = RecordingClient(gate=gate)
-    writer = RunWriter("run", client)  # type: ignore[arg-type]
-    for step in range(1, 1201):
-        writer.put({"loss": 0.5}, step)
-    gate.set()
-    writer.close()
-    assert sum(len(b) for b in client.batches) == 1200
-    assert len(client.batches) <= 3  # the first put, then the backlog in ≤ 1000-metric calls
+def _steps(run_id: str, key: str) -> list[int]:
+    return [m.step for m in MlflowClient().get_metric_history(run_id, key)]
 
 
-def test_a_store_error_surfaces_at_close() -> None:
-    writer = RunWriter("run", RecordingClient(fail=True))  # type: ignore[arg-type]
-    writer.put({"loss": 0.5}, 1)
-    with pytest.raises(RuntimeError, match="store unavailable"):
-        writer.close()
+@pytest.mark.parametrize("existing", [True, False])
+def test_the_experiment_opens_in_the_model_training_view(tracking_uri: str, existing: bool) -> None:
+    name = "mnist37" if existing else "made-by-the-run"  # the store's fixture made "mnist37" untagged
+    with RunLog(name, "tagged"):
+        pass
+    experiment = MlflowClient().get_experiment_by_name(name)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_other_writes_keep_their_place_among_the_metrics() -> None:
-    gate = threading.Event()
-    client = RecordingClient(gate=gate)
-    writer = RunWriter("run", client)  # type: ignore[arg-type]
-    writer.put({"loss": 0.5}, 0)
-    assert client.entered.wait(5)  # the writer holds the first batch; the rest queue behind it
-    writer.submit(lambda c: c.log_batch("run", params=[Param("lr", "0.1"), Param("batch_size", "full")]))
-    writer.put({"loss": 0.4}, 1)
-    writer.put({"loss": 0.3}, 2)
-    writer.submit(lambda c: c.log_artifacts("run", "/tmp/figures", "figures"))
-    writer.put({"test_accuracy": 1.0}, 0)
-    gate.set()
-    writer.close()
-    assert client.calls == [
-        "metrics 1",
-        "params lr=0.1,batch_size=full",
-        "metrics 2",  # the two queued behind the params go out together
-        "artifacts /tmp/figures -> figures",
-        "metrics 1",
-    ]
+def test_epoch_metrics_wait_for_the_next_flush_and_arrive_complete(tracking_uri: str) -> None:
+    with RunLog("mnist37", "batched", flush_seconds=3600) as log:
+        for epoch in range(6):
+            log.epoch(_stats(epoch))
+        assert _steps(log.run_id, "val_loss") == []  # gathered, not yet sent
+        log.final({"test_accuracy": 0.99})
+        assert _steps(log.run_id, "val_loss") == list(range(6))
+        assert _steps(log.run_id, "train_loss") == list(range(1, 6))  # none for the untrained network
+        assert _steps(log.run_id, "test_accuracy") == [5]  # the last epoch's step
+    run = MlflowClient().get_run(log.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["val_accuracy"] == pytest.approx(0.55)
 
 
-def test_writes_within_the_linger_time_share_a_call_and_close_stops_the_wait() -> None:
-    client = RecordingClient()
-    writer = RunWriter("run", client, linger=5.0)  # type: ignore[arg-type]
-    writer.put({"loss": 0.5}, 1)
-    time.sleep(0.1)  # well after the writer took the first one
-    writer.put({"loss": 0.4}, 2)
-    started = time.monotonic()
-    writer.close()
-    assert time.monotonic() - started < 2.0  # closing ends the linger at once
-    assert [[m.step for m in batch] for batch in client.batches] == [[1, 2]]
+def test_epoch_metrics_go_out_once_flush_seconds_have_passed(tracking_uri: str) -> None:
+    with RunLog("mnist37", "eager", flush_seconds=0) as log:
+        log.epoch(_stats(0))
+        log.epoch(_stats(1))
+        assert _steps(log.run_id, "val_loss") == [0, 1]
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("disk full"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_a_failing_run_keeps_its_curves_and_says_how_it_ended(
+    tracking_uri: str, error: BaseException, status: str
+) -> None:
+    with pytest.raises(type(error)), RunLog("mnist37", "crashing", flush_seconds=3600) as log:
+        log.epoch(_stats(0))
+        log.epoch(_stats(1))
+        raise error
+    assert MlflowClient().get_run(log.run_id).info.status == status
+    assert _steps(log.run_id, "val_loss") == [0, 1]
+    assert mlflow.active_run() is None
+
+
+def test_params_flatten_the_recipe_and_its_augmentation(tracking_uri: str) -> None:
+    params = recipe_params(RECIPES["cnn"])
+    assert params["recipe"] == "cnn" and params["optimizer"] == "adamw" and params["augmentation"] is True
+    assert params["augment_shift_px"] == 2.0 and "name" not in params
+    assert recipe_params(RECIPES["article"])["batch_size"] == "full"
+    with RunLog("mnist37", "params") as log:
+        log.params(params)
+    logged = MlflowClient().get_run(log.run_id).data.params
+    assert logged["augment_rotate_deg"] == "10.0" and logged["epochs"] == "16"

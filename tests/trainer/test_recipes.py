@@ -1,0 +1,21 @@
+"""Recipes: what they build and how flags override them."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.models import Network
+from trainer.recipes import RECIPES
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_recipe_builds_a_network(name: str) -> None:
+    assert isinstance(RECIPES[name].build(), Network)
+
+
+def test_flags_override_recipe_and_keep_enough_logged_points() -> None:
+    article = RECIPES["article"]
+    assert article.with_overrides(None, None, None).log_every == 10  # 2000 epochs → 200 points
+    short = article.with_overrides(300, 0.5, None)
+    assert (short.epochs, short.lr, short.log_every) == (300, 0.5, 3)
+    assert RECIPES["cnn"].with_overrides(2, None, 64).batch_size == 64
