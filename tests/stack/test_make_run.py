@@ -79,7 +79,7 @@ def test_make_run_trains_when_empty_serves_and_stops_on_ctrl_c(mnist_dir: str, t
     client = [sys.executable, "-m", "service.client", "--target", f"127.0.0.1:{grpc_port}"]
     stack = Launcher(tmp_path, env, "--recipe", "mlp")
     try:
-        wait_until(lambda: stack.printed("gRPC service on localhost"), 180, "trained and started", every=0.5)
+        wait_until(lambda: stack.printed("gRPC service on 127.0.0.1:"), 180, "trained and started", every=0.5)
         assert stack.printed("holds no model yet: training mlp")
         health = [*client, "health"]
         wait_until(lambda: subprocess.run(health, env=env, capture_output=True).returncode == 0, 60, "SERVING", 0.5)
@@ -95,7 +95,7 @@ def test_make_run_trains_when_empty_serves_and_stops_on_ctrl_c(mnist_dir: str, t
 
         again = Launcher(tmp_path, env)
         try:
-            wait_until(lambda: again.printed("gRPC service on localhost"), 60, "restarted", every=0.5)
+            wait_until(lambda: again.printed("gRPC service on 127.0.0.1:"), 60, "restarted", every=0.5)
             assert again.printed("mnist-3v7@champion is version 1: serving it")
             assert not again.printed("training")
             assert again.ctrl_c() == 0
