@@ -91,31 +91,29 @@ def polyglot_sample_inputs(folder: Path, marker: Path) -> None:
     _rewrite_program(folder, {"model/data/sample_inputs/model.pt": evil + _tensor_checkpoint()})
 
 
-def _edit_config(folder: Path, config: str, edit: Callable[[dict], None]) -> dict[str, bytes]:  # type: ignore[type-arg]
+def _add_pickled_payload(folder: Path, marker: Path, kind: str, path_name: str) -> None:
+    """Name `path_name` in the weights or constants config as a record to unpickle, and make it a payload."""
+    config = f"model/data/{kind}/model_{kind}_config.json"
     with zipfile.ZipFile(folder / "data" / "model.pt2") as archive:
         spec = json.loads(archive.read(config))
-    edit(spec["config"])
-    return {config: json.dumps(spec).encode()}
+    spec["config"]["evil"] = {"path_name": path_name, "use_pickle": True}
+    _rewrite_program(
+        folder,
+        {
+            config: json.dumps(spec).encode(),
+            f"model/data/{kind}/{path_name}": pickle.dumps(_Exec(payload_source(marker)), protocol=2),
+        },
+    )
 
 
 def raw_and_pickled_weight(folder: Path, marker: Path) -> None:
     """One weight record named twice in the weights config: once raw, once to be unpickled."""
-    config = "model/data/weights/model_weights_config.json"
-    replacements = _edit_config(
-        folder, config, lambda entries: entries.update(evil={"path_name": "weight_0", "use_pickle": True})
-    )
-    replacements["model/data/weights/weight_0"] = pickle.dumps(_Exec(payload_source(marker)), protocol=2)
-    _rewrite_program(folder, replacements)
+    _add_pickled_payload(folder, marker, "weights", "weight_0")
 
 
 def opaque_constant(folder: Path, marker: Path) -> None:
     """A constant that torch would hand to pickle.loads as an arbitrary object."""
-    config = "model/data/constants/model_constants_config.json"
-    replacements = _edit_config(
-        folder, config, lambda entries: entries.update(evil={"path_name": "opaque_obj_0", "use_pickle": True})
-    )
-    replacements["model/data/constants/opaque_obj_0"] = pickle.dumps(_Exec(payload_source(marker)), protocol=2)
-    _rewrite_program(folder, replacements)
+    _add_pickled_payload(folder, marker, "constants", "opaque_obj_0")
 
 
 def extra_file(folder: Path, marker: Path) -> None:
