@@ -1,11 +1,14 @@
-"""Shared fixtures: the real MNIST copy and real MLflow SQLite stores."""
+"""Shared fixtures: the real MNIST copy, real MLflow SQLite stores, and the default recipe trained once."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,25 @@ def wait_until(check: Callable[[], object], timeout: float, what: str = "conditi
             return
         time.sleep(every)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+@dataclass(frozen=True)
+class DefaultRun:
+    """`python -m trainer --quiet` as a new user runs it: a fresh folder, the embedded SQLite store."""
+
+    folder: Path
+    uri: str
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+@pytest.fixture(scope="session")
+def default_run(mnist_dir: str, tmp_path_factory: pytest.TempPathFactory) -> DefaultRun:
+    """The default recipe trained once for the whole session (it is the slowest thing the tests train)."""
+    folder = tmp_path_factory.mktemp("default-run")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "--quiet"], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
+    return DefaultRun(folder, f"sqlite:///{folder / 'mlflow.db'}", result.stdout, result.stderr, result.returncode)

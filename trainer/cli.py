@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from mlflow.models.model import ModelInfo
 from tqdm import tqdm
 
-from trainer import registry, robustness
+from trainer import neither, registry, robustness
 from trainer.config import ConfigError, TrainConfig, parse_config
 from trainer.data import Dataset3v7, DataUnavailableError, load_dataset
 from trainer.loop import EpochStats, Evaluation, evaluate, train
@@ -33,6 +33,11 @@ class TrainingResult:
     def summary(self, config: TrainConfig) -> str:
         acc, errors = self.metrics["test_accuracy"], int(self.metrics["test_errors"])
         line = f"run {self.run_id} · {config.recipe.name} · test accuracy {100 * acc:.2f}% ({errors} errors)"
+        if "ood_threshold" in self.metrics:
+            rejected, accepted = self.metrics["test_rejected_share"], self.metrics["test_others_accepted_share"]
+            line += (
+                f" · neither: {100 * rejected:.2f}% of 3s/7s rejected, {100 * accepted:.2f}% of other digits accepted"
+            )
         if self.version is None:
             return f"{line} · not registered (--no-register)"
         assert self.promotion is not None
@@ -50,17 +55,21 @@ def pick_device(name: str) -> torch.device:
 
 def final_metrics(
     net: Network, data: Dataset3v7, recipe: Recipe, device: torch.device
-) -> tuple[Evaluation, dict[str, float]]:
-    """The trained network on the validation and test splits, and on distorted test images."""
+) -> tuple[Evaluation, neither.Report | None, dict[str, float]]:
+    """The trained network on the validation and test splits, and on distorted test images; for a
+    network that abstains, its calibrated threshold and what it rejects and accepts."""
     test = evaluate(net, data.test, recipe.loss, device)
+    val = evaluate(net, data.val, recipe.loss, device)
+    report = neither.measure(net, data, val, test, device) if net.abstains else None
     metrics = {
-        "val_accuracy": evaluate(net, data.val, recipe.loss, device).accuracy,
+        "val_accuracy": val.accuracy,
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
         "test_errors": float(test.errors),
-        **robustness.accuracies(net, data.test, recipe.loss, device),
+        **({} if report is None else report.metrics),
+        **robustness.accuracies(net, data.test, recipe.loss, device, None if report is None else report.threshold),
     }
-    return test, metrics
+    return test, report, metrics
 
 
 @contextmanager
@@ -88,6 +97,14 @@ def _register(config: TrainConfig, run_id: str, info: ModelInfo, metrics: dict[s
         f"{recipe.name} recipe, seed {config.seed}: test accuracy {100 * metrics['test_accuracy']:.2f}% "
         f"({int(metrics['test_errors'])} errors), validation accuracy {100 * metrics['val_accuracy']:.2f}%."
     )
+    if "ood_threshold" in metrics:
+        description += (
+            f" Says neither 3 nor 7 above ood_score {metrics['ood_threshold']:.3g}: on the test split it rejects "
+            f"{100 * metrics['test_rejected_share']:.2f}% of 3s and 7s and accepts "
+            f"{100 * metrics['test_others_accepted_share']:.2f}% of the other digits."
+        )
+    else:
+        description += " Cannot say neither 3 nor 7."
     version = registry.register(client, config.model_name, info.model_uri, info.model_id, run_id, tags, description)
     number = str(version.version)  # an int from some stores, a string from others
     promotion = registry.promote(
@@ -101,10 +118,14 @@ def run(config: TrainConfig) -> TrainingResult:
     recipe = config.recipe
     device = pick_device(config.device)
     data = load_dataset(config.data_dir, config.seed, download=config.download)
-    training = data if config.limit is None else replace(data, train=data.train.subset(config.limit))
+    training = data
+    if config.limit is not None:
+        training = replace(
+            data, train=data.train.subset(config.limit), train_others=data.train_others.subset(config.limit)
+        )
     with RunLog(config.experiment, run_name=f"{recipe.name}-seed{config.seed}") as log:
         log.params(recipe_params(recipe) | {"seed": config.seed, "device": device.type, "limit": config.limit})
-        log.datasets(data)
+        log.datasets(data, recipe.abstains)
         with progress(recipe, config.quiet) as show:
 
             def on_epoch(stats: EpochStats) -> None:
@@ -112,10 +133,10 @@ def run(config: TrainConfig) -> TrainingResult:
                 show(stats)
 
             net = train(recipe, training, device, config.seed, on_epoch)
-        test, metrics = final_metrics(net, data, recipe, device)
+        test, report, metrics = final_metrics(net, data, recipe, device)
         log.final({k: v for k, v in metrics.items() if k != "val_accuracy"})  # val_accuracy is on the curve
-        log.figures(recipe.name, net, data.test, test)
-        info = log.model(net, data.test.floats()[:5].numpy())
+        log.figures(recipe.name, net, data.test, test, report)
+        info = log.model(net, data.test.floats()[:5].numpy(), None if report is None else report.threshold)
         version, promotion = _register(config, log.run_id, info, metrics) if config.register else (None, None)
     return TrainingResult(log.run_id, metrics, version, promotion)
 

@@ -1,4 +1,5 @@
-"""MNIST 3s and 7s as flat uint8 tensors, with a seeded train/validation split."""
+"""MNIST 3s and 7s as flat uint8 tensors, with a seeded train/validation split, and the other eight
+digits, which teach and test "neither 3 nor 7"."""
 
 from __future__ import annotations
 
@@ -35,11 +36,28 @@ class Split:
 
 
 @dataclass(frozen=True)
+class OtherDigits:
+    """MNIST's 0, 1, 2, 4, 5, 6, 8 and 9: images (N, 784) uint8 and their digits (N,) int64."""
+
+    images: torch.Tensor
+    digits: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.digits.shape[0])
+
+    def subset(self, count: int) -> OtherDigits:
+        return OtherDigits(self.images[:count], self.digits[:count])
+
+
+@dataclass(frozen=True)
 class Dataset3v7:
     train: Split
     val: Split
     test: Split
     root: Path
+    # Outliers: the train split's other digits teach "neither"; the test split's only measure it.
+    train_others: OtherDigits
+    test_others: OtherDigits
 
 
 def select_3v7(images: torch.Tensor, targets: torch.Tensor) -> Split:
@@ -50,7 +68,13 @@ def select_3v7(images: torch.Tensor, targets: torch.Tensor) -> Split:
     return Split(flat, labels)
 
 
-def _read_split(root: Path, train: bool, download: bool) -> Split:
+def select_others(images: torch.Tensor, targets: torch.Tensor) -> OtherDigits:
+    """Keep every digit of an MNIST split but the 3s and 7s."""
+    keep = (targets != THREE) & (targets != SEVEN)
+    return OtherDigits(images[keep].reshape(-1, PIXELS).contiguous(), targets[keep].clone())
+
+
+def _read_split(root: Path, train: bool, download: bool) -> tuple[Split, OtherDigits]:
     try:
         mnist = MNIST(root=str(root), train=train, download=download)
     except (RuntimeError, OSError) as err:
@@ -60,18 +84,18 @@ def _read_split(root: Path, train: bool, download: bool) -> Split:
             "point --data-dir or MNIST_DATA_DIR at a folder holding MNIST/raw, "
             "or set neither to download it into ./data"
         ) from err
-    return select_3v7(mnist.data, mnist.targets)
+    return select_3v7(mnist.data, mnist.targets), select_others(mnist.data, mnist.targets)
 
 
 def load_dataset(root: str | Path, seed: int, download: bool = False, val_fraction: float = 0.1) -> Dataset3v7:
     """Read MNIST from root/MNIST/raw (fetching it first if `download`), keep 3s and 7s, and hold
-    out a seeded validation share of the train split."""
+    out a seeded validation share of the train split's 3s and 7s."""
     root = Path(root)
-    full_train = _read_split(root, train=True, download=download)
-    test = _read_split(root, train=False, download=download)
+    full_train, train_others = _read_split(root, train=True, download=download)
+    test, test_others = _read_split(root, train=False, download=download)
     order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(seed))
     n_val = round(len(full_train) * val_fraction)
     val_idx, train_idx = order[:n_val], order[n_val:]
     train = Split(full_train.images[train_idx], full_train.labels[train_idx])
     val = Split(full_train.images[val_idx], full_train.labels[val_idx])
-    return Dataset3v7(train=train, val=val, test=test, root=root)
+    return Dataset3v7(train, val, test, root, train_others, test_others)

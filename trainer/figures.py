@@ -1,4 +1,5 @@
-"""Figures logged with each run: loss curves, learned weights, confusion matrix, mistakes."""
+"""Figures logged with each run: loss curves, learned weights, confusion matrix, mistakes, and how the
+"neither" score separates 3s and 7s from everything else."""
 
 from __future__ import annotations
 
@@ -114,4 +115,38 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, p_three: np.ndarr
         x, y = _tile_origin(n, cols, (28, 28), gap, top)
         truth = 3 if labels[i] == 1 else 7
         ax.text(x + 14, y + top - 1, f"true {truth}, p(3)={p_three[i]:.2f}", fontsize=6.5, ha="center", va="bottom")
+    return fig
+
+
+def neither_scores(
+    known: np.ndarray,
+    others: np.ndarray,
+    made: np.ndarray,
+    threshold: float,
+    accepted: dict[str, float],
+    title: str,
+) -> Figure:
+    """Left: how p(neither) spreads for the test split's 3s and 7s, its other digits and made non-digits,
+    on a log-odds axis, with the threshold. Right: the share of each kind of outlier accepted."""
+    fig, (ax_hist, ax_bar) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    edge = 1 / (1 + math.exp(18))
+    bins = 1 / (1 + np.exp(-np.linspace(-18, 18, 73)))
+    groups = (("test 3s and 7s", known, "tab:blue"), ("test: other digits", others, "tab:orange"))
+    for label, scores, colour in (*groups, ("made non-digits", made, "tab:grey")):
+        clipped = np.clip(scores.astype(np.float64), edge, 1 - edge)
+        ax_hist.hist(clipped, bins=bins, histtype="step", linewidth=1.6, color=colour, label=f"{label} ({len(scores)})")
+    ax_hist.axvline(float(np.clip(threshold, edge, 1 - edge)), color="tab:red", linestyle="--", label="threshold")
+    ax_hist.set_xscale("logit")
+    ax_hist.set_yscale("log")
+    ax_hist.set(xlabel='ood_score: p(neither 3 nor 7); right of the line is "neither"', ylabel="images")
+    ax_hist.set_title(f"{title}: ood_score, threshold {threshold:.3g}")
+    ax_hist.legend(fontsize=8, loc="upper center")
+    names = list(accepted)
+    ax_bar.barh(names, [100 * accepted[n] for n in names], color="tab:orange")
+    ax_bar.invert_yaxis()
+    ax_bar.set(xlabel="accepted as a 3 or a 7 (%)", title="outliers accepted, by kind")
+    for y, name in enumerate(names):
+        ax_bar.text(100 * accepted[name], y, f" {100 * accepted[name]:.1f}%", va="center", fontsize=8)
+    ax_bar.set_xlim(0, max(5.0, 120 * max(accepted.values(), default=0)))
+    fig.tight_layout()
     return fig

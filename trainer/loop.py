@@ -10,9 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer import outliers
 from trainer.data import Dataset3v7, Split
 from trainer.models import Network
 from trainer.recipes import Loss, Recipe
+
+OUTLIER = -1.0  # the label of an image that is neither a 3 (1.0) nor a 7 (0.0)
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class Evaluation:
     accuracy: float
     errors: int
     p_three: torch.Tensor  # (N,) on the CPU
+    neither: torch.Tensor | None = None  # (N,) p(neither 3 nor 7) from a network that abstains
 
 
 @dataclass(frozen=True)
@@ -31,27 +35,61 @@ class EpochStats:
 
 
 def loss_fn(kind: Loss, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Labels 1.0 for a 3, 0.0 for a 7 and, for a network that abstains (logits (N, 2)), OUTLIER for
+    neither: its loss adds "is it neither?" over every image to "3 or 7?" over the 3s and 7s."""
+    if logits.ndim == 2:
+        known = labels != OUTLIER
+        neither = F.binary_cross_entropy_with_logits(logits[:, 1], (~known).float())
+        return neither + F.binary_cross_entropy_with_logits(logits[known, 0], labels[known])
     if kind == "mse":
         return F.mse_loss(torch.sigmoid(logits), labels)
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
 @torch.inference_mode()
-def evaluate(net: nn.Module, split: Split, loss: Loss, device: torch.device, batch: int = 512) -> Evaluation:
-    """Loss, accuracy and p(three) of `net` on a split, 0.5 the decision threshold."""
+def logits_of(net: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
+    """`net` in eval mode on (N, 784) uint8 images, in batches: (N,) or (N, 2) logits on the CPU."""
     net.eval()
-    logits = torch.cat(
-        [net(split.images[i : i + batch].to(device).float().div_(255.0)).cpu() for i in range(0, len(split), batch)]
+    return torch.cat(
+        [net(images[i : i + batch].to(device).float().div_(255.0)).cpu() for i in range(0, len(images), batch)]
     )
+
+
+def evaluate(net: nn.Module, split: Split, loss: Loss, device: torch.device) -> Evaluation:
+    """Loss, accuracy and p(three) of `net` on a split, 0.5 the decision threshold; and from a network
+    that abstains, each image's p(neither)."""
+    logits = logits_of(net, split.images, device)
     labels = split.labels
-    p_three = torch.sigmoid(logits)
+    p_three = torch.sigmoid(logits if logits.ndim == 1 else logits[:, 0])
     errors = int(((p_three >= 0.5).float() != labels).sum())
     return Evaluation(
         loss=float(loss_fn(loss, logits, labels)),
         accuracy=1.0 - errors / len(split),
         errors=errors,
         p_three=p_three,
+        neither=None if logits.ndim == 1 else torch.sigmoid(logits[:, 1]),
     )
+
+
+MADE_POOL = 4096  # made non-digits drawn once per run; augmentation varies them from step to step
+
+
+def _with_outliers(
+    recipe: Recipe,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    others: torch.Tensor,
+    made: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of 3s and 7s plus `recipe.outliers` as many outliers, labelled OUTLIER: two thirds
+    other MNIST digits (uint8), one third made images (floats)."""
+    count = round(len(y) * recipe.outliers)
+    n_made = count // 3
+    picked = others[torch.randint(len(others), (count - n_made,), generator=generator).to(others.device)]
+    drawn = made[torch.randint(len(made), (n_made,), generator=generator).to(made.device)]
+    x = torch.cat([x, picked.float().div_(255.0), drawn])
+    return x, torch.cat([y, torch.full((count,), OUTLIER, device=y.device)])
 
 
 def _batches(n: int, size: int | None, generator: torch.Generator) -> Iterator[slice | torch.Tensor]:
@@ -82,11 +120,19 @@ def fit(
     device: torch.device,
     seed: int,
     on_epoch: Callable[[EpochStats], None],
+    others: torch.Tensor | None = None,
 ) -> None:
-    """Train `net` in place; call `on_epoch` every `recipe.log_every` epochs and after the last."""
+    """Train `net` in place; call `on_epoch` every `recipe.log_every` epochs and after the last.
+    others: (M, 784) uint8 images that are neither 3 nor 7, for a recipe that abstains."""
+    if recipe.abstains and (others is None or len(others) == 0):
+        raise ValueError(f"recipe {recipe.name} abstains: it needs images of other digits to train on")
     generator = torch.Generator().manual_seed(seed)
     x_all = train.floats().to(device)  # (N, 784)
     y_all = train.labels.to(device)
+    if recipe.abstains:
+        assert others is not None
+        others = others.to(device)
+        made = outliers.made(MADE_POOL, train.floats(), generator).to(device)
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
     for epoch in range(1, recipe.epochs + 1):
@@ -96,6 +142,9 @@ def fit(
             if isinstance(idx, torch.Tensor):
                 idx = idx.to(device)
             x, y = x_all[idx], y_all[idx]
+            if recipe.abstains:
+                assert others is not None
+                x, y = _with_outliers(recipe, x, y, others, made, generator)
             if recipe.augmentation is not None:
                 x = recipe.augmentation(x, generator)
             loss = loss_fn(recipe.loss, net(x), y)
@@ -122,5 +171,5 @@ def train(
     torch.manual_seed(seed)
     net = recipe.build().to(device)
     on_epoch(EpochStats(0, None, evaluate(net, data.val, recipe.loss, device)))
-    fit(net, recipe, data.train, data.val, device, seed, on_epoch)
+    fit(net, recipe, data.train, data.val, device, seed, on_epoch, data.train_others.images)
     return net

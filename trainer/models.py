@@ -1,4 +1,5 @@
-"""The networks: each maps (N, 784) floats in [0, 1] to the logit that the image is a 3."""
+"""The networks: each maps (N, 784) floats in [0, 1] to the logit that the image is a 3, and a network
+that abstains also to the logit that it is neither a 3 nor a 7."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 class Network(nn.Module):
-    """(N, 784) floats in [0, 1] → (N,) logits that each image is a 3."""
+    """(N, 784) floats in [0, 1] → (N,) logits that each image is a 3, or, if `abstains`, (N, 2):
+    that logit and the logit that the image is neither a 3 nor a 7."""
+
+    abstains = False
 
     def first_layer_weights(self) -> torch.Tensor:
         """(K, H, W): one map per unit or filter of the first layer, for the weights figure."""
@@ -60,10 +64,14 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class CNN(Network):
-    """Two stride-2 3×3 conv blocks (16, 32 channels: 28×28 → 14×14 → 7×7) and a small head."""
+    """Two stride-2 3×3 conv blocks (16, 32 channels: 28×28 → 14×14 → 7×7) and a small head, with a
+    second output for "neither" if it `abstains`."""
 
-    def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 64, dropout: float = 0.3) -> None:
+    def __init__(
+        self, channels: tuple[int, int] = (16, 32), hidden: int = 64, dropout: float = 0.3, abstains: bool = False
+    ) -> None:
         super().__init__()
+        self.abstains = abstains
         c1, c2 = channels
         self.features = nn.Sequential(_conv_block(1, c1), _conv_block(c1, c2))  # (N, c2, 7, 7)
         self.features.to(memory_format=torch.channels_last)  # oneDNN's native layout on the CPU
@@ -73,12 +81,13 @@ class CNN(Network):
             nn.Linear(c2 * 7 * 7, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(hidden, 1),
+            nn.Linear(hidden, 2 if abstains else 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-        return self.head(self.features(x)).squeeze(-1)
+        out = self.head(self.features(x))
+        return out if self.abstains else out.squeeze(-1)
 
     def first_layer_weights(self) -> torch.Tensor:
         conv = self.features[0][0]  # type: ignore[index]
@@ -87,7 +96,8 @@ class CNN(Network):
 
 
 class Probability(nn.Module):
-    """What gets exported and served: p(three) = sigmoid(logit), shape (N,)."""
+    """What gets exported and served: p(three) = sigmoid(logit), shape (N,); from a network that
+    abstains, (N, 2): p(three) and the "neither" score, p(neither 3 nor 7) = sigmoid(second logit)."""
 
     def __init__(self, net: Network) -> None:
         super().__init__()

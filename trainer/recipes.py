@@ -27,13 +27,22 @@ class Recipe:
     weight_decay: float = 0.0
     augmentation: Augmentation | None = None
     log_every: int = 1  # epochs between logged points; ≥ 100 points for long full-batch runs
+    # Learn "neither 3 nor 7" too, from `outliers` × batch_size other digits and made images a step.
+    abstains: bool = False
+    outliers: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.abstains and (
+            self.network != "cnn" or self.loss != "bce" or self.batch_size is None or self.outliers <= 0
+        ):
+            raise ValueError(f"recipe {self.name}: only mini-batch BCE CNN recipes with outliers can abstain")
 
     def build(self) -> Network:
         if self.network == "single":
             return SingleLayer(init_std=self.init_std)
         if self.network == "mlp":
             return MLP()
-        return CNN()
+        return CNN(abstains=self.abstains)
 
     def with_overrides(self, epochs: int | None, lr: float | None, batch_size: int | None) -> Recipe:
         changed = replace(
@@ -93,6 +102,8 @@ RECIPES: dict[str, Recipe] = {
         schedule="onecycle",
         weight_decay=1e-4,
         augmentation=Augmentation(),
+        abstains=True,
+        outliers=0.5,
     ),
 }
 DEFAULT_RECIPE = "cnn"

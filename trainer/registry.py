@@ -11,7 +11,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 MODEL_DESCRIPTION = (
     "Tells a handwritten 3 from a 7. Input: float32 (N, 784), row-major 28×28 pixels in [0, 1]. "
-    "Output: (N,) probability that each image is a 3."
+    "Output: (N,) probability that each image is a 3; from versions that can abstain (N, 2): that "
+    "probability and p(neither 3 nor 7), which above the version's metadata ood_threshold means neither."
 )
 
 
@@ -22,9 +23,11 @@ class Promotion:
 
 
 def version_tags(metrics: dict[str, float]) -> dict[str, str]:
-    """Metrics as version tags, exactly: the promotion gate compares the next run's validation
-    accuracy with this tag, and a rounded tag made an identical model look worse."""
-    return {k: repr(float(v)) for k, v in metrics.items() if not k.startswith("robust_")}
+    """The headline metrics as version tags, exactly: the promotion gate compares the next run's
+    validation accuracy with this tag, and a rounded tag made an identical model look worse. The
+    per-distortion, per-digit and per-kind details stay in the run."""
+    detail = ("robust_", "test_accepted_share_digit_", "made_rejected_share_")
+    return {k: repr(float(v)) for k, v in metrics.items() if not k.startswith(detail)}
 
 
 def _missing(err: MlflowException) -> bool:

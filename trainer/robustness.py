@@ -51,11 +51,15 @@ def distorted(images: torch.Tensor, name: str) -> torch.Tensor:
     return out.to(torch.uint8).reshape(-1, 784)
 
 
-def accuracies(net: torch.nn.Module, test: Split, loss: Loss, device: torch.device) -> dict[str, float]:
-    """Accuracy on each distorted copy of `test`, keyed robust_accuracy_<distortion>."""
-    return {
-        f"robust_accuracy_{name}": evaluate(
-            net, Split(distorted(test.images, name), test.labels), loss, device
-        ).accuracy
-        for name in DISTORTIONS
-    }
+def accuracies(
+    net: torch.nn.Module, test: Split, loss: Loss, device: torch.device, threshold: float | None = None
+) -> dict[str, float]:
+    """Accuracy on each distorted copy of `test`, keyed robust_accuracy_<distortion>; with the
+    "neither" threshold of a network that abstains, also the share rejected, robust_rejected_<distortion>."""
+    metrics = {}
+    for name in DISTORTIONS:
+        evaluation = evaluate(net, Split(distorted(test.images, name), test.labels), loss, device)
+        metrics[f"robust_accuracy_{name}"] = evaluation.accuracy
+        if threshold is not None and evaluation.neither is not None:
+            metrics[f"robust_rejected_{name}"] = float((evaluation.neither > threshold).float().mean())
+    return metrics

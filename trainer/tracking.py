@@ -21,10 +21,13 @@ from trainer import figures
 from trainer.data import Dataset3v7, Split
 from trainer.loop import EpochStats, Evaluation
 from trainer.models import Network, Probability
+from trainer.neither import Report
 from trainer.recipes import Recipe
 
 # Tells the MLflow UI to open the experiment in its model-training view rather than the GenAI one.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# How a version that abstains computes its score, in its MLmodel metadata beside the threshold.
+OOD_SCORE = "p(neither 3 nor 7): the program's second output; above ood_threshold the image is neither"
 
 
 @dataclass
@@ -92,15 +95,33 @@ class RunLog:
     def params(self, params: dict[str, Any]) -> None:
         mlflow.log_params(params)
 
-    def datasets(self, data: Dataset3v7) -> None:
-        """The three splits as MLflow dataset inputs, with their context."""
-        contexts = ("training", "validation", "test")
-        splits = (data.train, data.val, data.test)
+    def datasets(self, data: Dataset3v7, abstains: bool) -> None:
+        """The three splits as MLflow dataset inputs, with their context; for a network that abstains,
+        also the other digits it learns "neither" from and is tested on."""
+        named: list[tuple[str, str, np.ndarray, np.ndarray]] = [
+            ("mnist-3v7-training", "training", data.train.images.numpy(), data.train.labels.numpy()),
+            ("mnist-3v7-validation", "validation", data.val.images.numpy(), data.val.labels.numpy()),
+            ("mnist-3v7-test", "test", data.test.images.numpy(), data.test.labels.numpy()),
+        ]
+        if abstains:
+            named += [
+                (
+                    "mnist-other-digits-training",
+                    "training",
+                    data.train_others.images.numpy(),
+                    data.train_others.digits.numpy(),
+                ),
+                ("mnist-other-digits-test", "test", data.test_others.images.numpy(), data.test_others.digits.numpy()),
+            ]
+        source = str(data.root.resolve())
         with warnings.catch_warnings():
             # A local path matches two of MLflow's dataset source types; it picks one and warns.
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            datasets = [_dataset(split, data, context) for context, split in zip(contexts, splits, strict=True)]
-        mlflow.log_inputs(datasets, contexts=list(contexts), tags_list=[None] * len(datasets))
+            datasets = [
+                mlflow.data.from_numpy(images, targets=targets, source=source, name=name)  # type: ignore[attr-defined]
+                for name, _, images, targets in named
+            ]
+        mlflow.log_inputs(datasets, contexts=[c for _, c, _, _ in named], tags_list=[None] * len(datasets))
 
     def epoch(self, stats: EpochStats) -> None:
         """One point of the curves; epoch 0, the untrained network, has no train loss."""
@@ -118,7 +139,7 @@ class RunLog:
         self._add(metrics, self.history.epochs[-1])
         self.flush()
 
-    def figures(self, title: str, net: Network, test: Split, evaluation: Evaluation) -> None:
+    def figures(self, title: str, net: Network, test: Split, evaluation: Evaluation, report: Report | None) -> None:
         labels, p_three = test.labels.numpy(), evaluation.p_three.numpy()
         h = self.history
         drawn = {
@@ -131,14 +152,30 @@ class RunLog:
             ),
             "misclassified.png": figures.misclassified_grid(test.images.numpy(), labels, p_three),
         }
+        if report is not None:
+            scores, metrics = report.scores, report.metrics
+            accepted = {f"digit {k[-1]}": v for k, v in metrics.items() if k.startswith("test_accepted_share_digit_")}
+            accepted |= {
+                k.removeprefix("made_rejected_share_"): 1 - v
+                for k, v in metrics.items()
+                if k.startswith("made_rejected_share_")
+            }
+            made = np.concatenate(list(scores.made.values()))
+            drawn["neither_scores.png"] = figures.neither_scores(
+                scores.test, scores.others, made, report.threshold, accepted, title
+            )
         for name, fig in drawn.items():
             mlflow.log_figure(fig, f"figures/{name}")
             plt.close(fig)
 
-    def model(self, net: Network, example: np.ndarray) -> ModelInfo:
-        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,), at the
-        last epoch's step, where final() put the metrics MLflow links to it."""
+    def model(self, net: Network, example: np.ndarray, ood_threshold: float | None) -> ModelInfo:
+        """Log p(three) as a torch.export (pt2) program: signature float32 (-1, 784) → (-1,), or (-1, 2)
+        with p(neither) from a network that abstains, whose threshold goes in the model's metadata;
+        at the last epoch's step, where final() put the metrics MLflow links to it."""
         served = Probability(net).eval().cpu()
+        metadata = None
+        if ood_threshold is not None:
+            metadata = {"ood_threshold": ood_threshold, "ood_score": OOD_SCORE}
         with warnings.catch_warnings():
             # Channels-last weights are not "complete" tensors to the pt2 packer, so it rebuilds each
             # from its storage and warns; on the CPU that is exact (a test compares the outputs).
@@ -153,6 +190,7 @@ class RunLog:
                 # The service loads and smoke-tests every version before serving it, and the tests
                 # load logged models, so MLflow's own load-and-predict check is skipped.
                 validate_serving_input=False,
+                metadata=metadata,
             )
 
     def flush(self) -> None:
@@ -165,9 +203,3 @@ class RunLog:
     def _add(self, metrics: dict[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
         self._pending.extend(Metric(key, float(value), timestamp, step) for key, value in metrics.items())
-
-
-def _dataset(split: Split, data: Dataset3v7, context: str) -> Any:
-    return mlflow.data.from_numpy(  # type: ignore[attr-defined]
-        split.images.numpy(), targets=split.labels.numpy(), source=str(data.root.resolve()), name=f"mnist-3v7-{context}"
-    )

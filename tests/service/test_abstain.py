@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from mlflow import MlflowClient
 
 from service.client.cli import main
 from service.generated.inference import grpc_predict_v2_pb2 as v2
 from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import wait_until
+from tests.conftest import DefaultRun, wait_until
 from tests.service.conftest import Registry, config_for, health_status, running, set_alias
 from tests.service.hostile import model_files, register_folder
 
@@ -163,3 +165,74 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def test_a_trained_version_that_abstains_and_one_that_cannot_switch_under_load(
+    default_run: DefaultRun, test_images: tuple
+) -> None:
+    """The default recipe's own version (it abstains) and a quick MLP one (it cannot), in one registry:
+    every answer says neither or not as the version that gave it does, over both APIs and tritonclient."""
+    assert default_run.returncode == 0, default_run.stderr[-2000:]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": default_run.uri}
+    quick = subprocess.run(
+        [sys.executable, "-m", "trainer", "--quiet", "--recipe", "mlp", "--epochs", "2"],  # the alias stays
+        cwd=default_run.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert quick.returncode == 0, quick.stderr[-2000:]
+    client = MlflowClient(default_run.uri, default_run.uri)
+    cnn = str(client.get_model_version_by_alias("mnist-3v7", "champion").version)
+    mlp = max((str(v.version) for v in client.search_model_versions("name='mnist-3v7'")), key=int)  # str: stores differ
+    assert cnn != mlp
+    three = test_images[0][test_images[1] == 3][0]
+    with running(config_for(default_run.uri)) as (service, channel):
+        wait_until(lambda: health_status(channel) == "SERVING", 30)
+        stub = pb_grpc.ClassifierStub(channel)
+        stop, failures = threading.Event(), []
+        seen: list[tuple[str, str, bool, bool]] = []  # image, version, has `known`, known
+
+        def caller() -> None:
+            while not stop.is_set():
+                for name, image in (("three", three), ("white", WHITE)):
+                    try:
+                        p = _classify(stub, image)
+                        seen.append((name, p.model_version, p.HasField("known"), p.known))
+                    except grpc.RpcError as err:
+                        failures.append(f"{err.code()}: {err.details()}")
+
+        threads = [threading.Thread(target=caller) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for version in (mlp, cnn, mlp, cnn):
+                set_alias(default_run.uri, version)
+                wait_until(lambda: sum(s[1] == version for s in seen[-20:]) == 20, 60, f"version {version} answering")  # noqa: B023
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert failures == []
+        # Only the version that abstains says whether an image is known, and it never takes a white square.
+        assert {(v, has) for _, v, has, _ in seen} == {(mlp, False), (cnn, True)}
+        assert not any(known for name, v, _, known in seen if name == "white")
+        info = stub.GetModelInfo(pb.GetModelInfoRequest())
+        run_metrics = client.get_run(str(client.get_model_version("mnist-3v7", cnn).run_id)).data.metrics
+        assert info.can_abstain and info.ood_threshold == pytest.approx(run_metrics["ood_threshold"], rel=1e-6)
+        probe = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("triton_probe.py")),
+                f"127.0.0.1:{service.port}",
+                "mnist-3v7",
+            ],
+            input=_npy(np.concatenate([test_images[0][test_images[1] == 3][:50], WHITE[None]])),
+            capture_output=True,
+            timeout=120,
+        )
+        assert probe.returncode == 0, probe.stderr.decode()[-2000:]
+        report = json.loads(probe.stdout)
+        known = report["UINT8_all"]["known"]
+        assert sum(known[:50]) >= 48 and known[50] is False  # test 3s: ~1% are turned away

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 import trainer.cli
-from tests.conftest import REPO
+from tests.conftest import REPO, DefaultRun
 from trainer.cli import run
 from trainer.config import TrainConfig, parse_config
 from trainer.data import load_dataset
@@ -51,16 +51,16 @@ def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_default_recipe_trains_registers_and_prints_a_summary(mnist_dir: str, tmp_path: Path) -> None:
+def test_default_recipe_trains_registers_and_prints_a_summary(default_run: DefaultRun) -> None:
     """The default (CNN) recipe end to end in a fresh directory: the embedded SQLite default store."""
-    result = _trainer("--quiet", cwd=tmp_path, env_extra={"MLFLOW_TRACKING_URI": "", "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = result.stdout.strip().splitlines()[-1]
+    assert default_run.returncode == 0, default_run.stderr[-2000:]
+    summary = default_run.stdout.strip().splitlines()[-1]
     assert summary.startswith("run ") and "· cnn ·" in summary
     assert "mnist-3v7 version 1 · @champion moved: no version held @champion" in summary
     errors = int(summary.split("% (")[1].split(" errors")[0])
     assert errors <= 2, summary  # ≥ 99.9% on the 2038 test images
-    assert (tmp_path / "mlflow.db").exists()
+    assert "% of 3s/7s rejected" in summary and "% of other digits accepted" in summary
+    assert (default_run.folder / "mlflow.db").exists()
 
 
 def _trainer_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:

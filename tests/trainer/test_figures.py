@@ -40,6 +40,15 @@ def test_each_figure_renders_for_every_network_shape() -> None:
         figures.misclassified_grid(images, labels, rng.random(100)),  # more than fit
         figures.confusion_matrix(labels, 1 - labels, "all wrong"),
         figures.loss_curves([0, 1, 2], [None, 0.3, 0.2], [0.6, 0.4, 0.3], [0.5, 0.9, 0.95], "curves"),
+        # p(neither) of exactly 0 and 1, as float32 sigmoids give, sit in the outermost bins
+        figures.neither_scores(
+            np.r_[rng.random(50) * 0.01, 0.0],
+            np.r_[rng.random(50), 1.0],
+            rng.random(20),
+            0.005,
+            {"digit 5": 0.01},
+            "cnn",
+        ),
     ]
     for fig in drawn:
         assert _png(fig).startswith(b"\x89PNG")

@@ -65,3 +65,17 @@ def test_article_stays_near_chance_while_article_fixed_learns(mnist_dir: str) ->
     before, after = outcomes["article"]
     assert abs(after - before) < 0.05 and abs(after - 0.5) < 0.1  # seed 1: 48.7% → 52.3%
     assert outcomes["article-fixed"][1] >= 0.98
+
+
+def test_a_recipe_that_abstains_trains_on_outliers_and_scores_every_image(mnist_dir: str) -> None:
+    full = load_dataset(mnist_dir, seed=0)
+    data = replace(full, train=full.train.subset(256), train_others=full.train_others.subset(256))
+    recipe = RECIPES["cnn"].with_overrides(1, None, None)
+    cpu = torch.device("cpu")
+    net = train(recipe, data, cpu, seed=0)
+    evaluation = evaluate(net, data.val, recipe.loss, cpu)
+    assert evaluation.neither is not None and evaluation.neither.shape == evaluation.p_three.shape
+    again = evaluate(train(recipe, data, cpu, seed=0), data.val, recipe.loss, cpu)
+    assert again.neither is not None and torch.equal(again.neither, evaluation.neither)
+    with pytest.raises(ValueError, match="needs images of other digits"):
+        train(recipe, replace(data, train_others=full.train_others.subset(0)), cpu, seed=0)

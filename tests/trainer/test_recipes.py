@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from trainer.models import Network
-from trainer.recipes import RECIPES
+from trainer.recipes import DEFAULT_RECIPE, RECIPES
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -19,3 +21,13 @@ def test_flags_override_recipe_and_keep_enough_logged_points() -> None:
     short = article.with_overrides(300, 0.5, None)
     assert (short.epochs, short.lr, short.log_every) == (300, 0.5, 3)
     assert RECIPES["cnn"].with_overrides(2, None, 64).batch_size == 64
+
+
+def test_the_default_recipe_abstains_and_only_cnn_recipes_can() -> None:
+    assert RECIPES[DEFAULT_RECIPE].abstains and RECIPES[DEFAULT_RECIPE].build().abstains
+    assert not any(RECIPES[name].build().abstains for name in ("article", "article-fixed", "mlp"))
+    for name in ("article-fixed", "mlp"):
+        with pytest.raises(ValueError, match="can abstain"):
+            replace(RECIPES[name], abstains=True, outliers=0.5)
+    with pytest.raises(ValueError, match="can abstain"):
+        replace(RECIPES["cnn"], outliers=0.0)
