@@ -1,15 +1,26 @@
 """Serving speed over real gRPC, measured with the unmodified `tritonclient.grpc` (Open Inference Protocol v2).
 
-Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/serve.py [--recipe article-fixed] [--mlserver PATH]`
+Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/serve.py [--recipe article-fixed] [--mlserver PATH]
+      [--seconds 2] [--json PATH] [--png PATH]`
 
-Trains one model into a temporary SQLite registry, starts `python -m service` on it as a separate
-process, and measures, on loopback:
-  - latency of single-image ModelInfer calls, one at a time (p50, p99);
-  - throughput in FP32 images/s with 1024-image messages (raw_input_contents);
-  - requests/s with 32 concurrent clients sending single images.
-With `--mlserver PATH` (the `mlserver` executable of an environment with mlserver and mlserver-mlflow),
-it serves the same registered version with MLServer's MLflow runtime and measures it the same way.
-Client and server share this machine's cores, for both servers alike.
+Trains a model into a temporary SQLite registry (and a second version, seed 1, for the alias switch),
+then starts each server as a separate process and measures it from this one, on loopback:
+  - the floor: a bare grpcio echo server on the ModelInfer path, driven by a bare grpcio client with
+    the bytes tritonclient sends; and a bare grpcio server that parses the ModelInferRequest and
+    answers a fixed ModelInferResponse, driven by tritonclient (bench/floors.py; the service's
+    default thread pool and message limits);
+  - `python -m service` with its default settings;
+  - with `--mlserver PATH` (the `mlserver` executable of an environment with mlserver and
+    mlserver-mlflow), MLServer's MLflow runtime on the same registered version.
+For each: single-image latency one call at a time (p50, p99 of --calls calls); a concurrency sweep
+(1 to 64 clients sending single images: requests/s, p50, p99) and a batch sweep (1 to 1024 images
+per message from one client: images/s, p50, p99), each point --seconds long after a quarter as much
+to ramp up. The model alone is timed in-process on the same images (bench/model_alone.py), and an
+alias switch under load moves @champion between the two versions on a second `python -m service`
+polling every --poll-seconds. Every figure is printed with its ratio to the echo floor and to MLServer,
+then the issue's targets, each with its ratio from this run and pass or fail.
+Clients are threads of this process; client and servers share this machine's cores, for all alike,
+and the echo floor's requests/s is the most this client can send.
 """
 
 from __future__ import annotations
@@ -18,34 +29,44 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
+import grpc
 import numpy as np
 import tritonclient.grpc as triton  # our stubs define the same proto package: never import service.generated here
+from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.load import Dial, RawClient, TritonClient, batch_sweep, concurrency_sweep, sequential  # noqa: E402
+from bench.plot import draw  # noqa: E402
+from bench.report import Figures, print_report, targets  # noqa: E402
+from bench.switch import alias_switch  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
+from trainer.config import DEFAULT_ALIAS as ALIAS  # noqa: E402
 from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
 from trainer.config import parse_config  # noqa: E402
 from trainer.data import load_dataset  # noqa: E402
 
+CLIENTS = [1, 2, 4, 8, 16, 32, 64]
+SIZES = [2**k for k in range(11)]  # 1 to 1024 images per message
+SWITCH_CLIENTS = 8
 
-def train(store: Path, recipe: str) -> tuple[str, str]:
+
+def train(store: Path, recipe: str, seed: int, epochs: list[str]) -> tuple[str, str]:
     """Register one version; returns (tracking URI, version)."""
     uri = f"sqlite:///{store / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "--quiet", "--recipe", recipe],
+        [sys.executable, "-m", "trainer", "--quiet", "--recipe", recipe, "--seed", str(seed), *epochs],
         cwd=store,
         env=env,
         check=True,
@@ -56,15 +77,33 @@ def train(store: Path, recipe: str) -> tuple[str, str]:
     return uri, version
 
 
+def triton_at(port: int) -> Dial:
+    return lambda batch: TritonClient(port, batch)
+
+
+def model_ready(port: int) -> Callable[[], bool]:
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    return lambda: bool(client.is_model_ready(MODEL))
+
+
+def port_open(port: int) -> Callable[[], bool]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    def ready() -> bool:
+        grpc.channel_ready_future(channel).result(timeout=1)  # raises until the port accepts
+        return True
+
+    return ready
+
+
 @contextmanager
-def started(argv: list[str], env: dict[str, str], port: int, cwd: Path) -> Iterator[None]:
+def started(argv: list[str], env: dict[str, str], ready: Callable[[], bool], cwd: Path) -> Iterator[None]:
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         deadline = time.monotonic() + 120
         while True:
             try:
-                if client.is_model_ready(MODEL):
+                if ready():
                     break
             except Exception:  # not listening yet
                 pass
@@ -80,64 +119,39 @@ def started(argv: list[str], env: dict[str, str], port: int, cwd: Path) -> Itera
             proc.kill()
 
 
-def _request(images: np.ndarray) -> list[triton.InferInput]:
-    inp = triton.InferInput("image", list(images.shape), "FP32")
-    inp.set_data_from_numpy(images)
-    return [inp]
+def measure(dial: Dial, images: np.ndarray, args: argparse.Namespace) -> Figures:
+    one = dial(images[:1])
+    p50, p99 = sequential(one, args.calls)
+    one.close()
+    return Figures(
+        p50_ms=p50,
+        p99_ms=p99,
+        concurrency=concurrency_sweep(dial, images, CLIENTS, args.seconds),
+        batches=batch_sweep(dial, images, SIZES, args.seconds),
+    )
 
 
-def _answered(result: triton.InferResult, n: int) -> None:
-    outputs = result.get_response().outputs
-    if not outputs or outputs[0].shape[0] != n:
-        raise RuntimeError(f"expected an output of {n} rows, got {outputs}")
+def floor(kind: str, images: np.ndarray, args: argparse.Namespace) -> Figures:
+    """bench/floors.py's `kind` floor in its own process, measured as the servers are."""
+    port = free_port()
+    argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--port", str(port)]
+    dial = triton_at(port) if kind == "fixed" else lambda batch: RawClient(port, batch)
+    with started(argv, dict(os.environ), port_open(port), REPO):
+        return measure(dial, images, args)
 
 
-def measure(port: int, images: np.ndarray, seconds: float) -> dict[str, float]:
-    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-    one = _request(images[:1])
-    for _ in range(50):  # warm-up
-        _answered(client.infer(MODEL, one), 1)
-    latencies = []
-    for i in range(2000):
-        request = _request(images[i % len(images) : i % len(images) + 1])
-        start = time.perf_counter()
-        client.infer(MODEL, request)
-        latencies.append(time.perf_counter() - start)
-    batch = _request(np.ascontiguousarray(images[:1024]))
-    _answered(client.infer(MODEL, batch), 1024)
-    start, sent = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        client.infer(MODEL, batch)
-        sent += 1024
-    throughput = sent / (time.perf_counter() - start)
+def service(uri: str, extra: list[str]) -> tuple[list[str], dict[str, str], int]:
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    return [sys.executable, "-m", "service", "--host", "127.0.0.1", *extra], env, port
 
-    counts = [0] * 32
-    stop = threading.Event()
 
-    def worker(k: int) -> None:
-        own = triton.InferenceServerClient(f"127.0.0.1:{port}")
-        request = _request(images[k : k + 1])
-        while not stop.is_set():
-            own.infer(MODEL, request)
-            counts[k] += 1
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(32)]
-    for t in threads:
-        t.start()
-    time.sleep(1)  # ramp up
-    before, start = sum(counts), time.perf_counter()
-    time.sleep(seconds)
-    rate = (sum(counts) - before) / (time.perf_counter() - start)
-    stop.set()
-    for t in threads:
-        t.join()
-    ms = sorted(1000 * x for x in latencies)
-    return {
-        "p50_ms": statistics.median(ms),
-        "p99_ms": ms[int(0.99 * len(ms))],
-        "images_per_s": throughput,
-        "req_per_s_32": rate,
-    }
+def model_alone(store: Path, uri: str, version: str, args: argparse.Namespace) -> dict[str, float]:
+    argv = [sys.executable, str(REPO / "bench" / "model_alone.py"), uri, version, str(store / "images.npy")]
+    argv += ["--calls", str(args.calls), "--seconds", str(args.seconds)]
+    out = subprocess.run(argv, cwd=store, check=True, capture_output=True, text=True).stdout
+    figures: dict[str, float] = json.loads(out)
+    return figures
 
 
 def test_images() -> np.ndarray:
@@ -146,37 +160,70 @@ def test_images() -> np.ndarray:
     return load_dataset(config.data_dir, seed=0, download=config.download).test.floats()[:1024].numpy()
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="article-fixed", help="model to serve (default: article-fixed, one layer)")
-    p.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput phase (default: 5)")
-    p.add_argument("--mlserver", help="path to an `mlserver` executable to compare against")
-    args = p.parse_args()
+    p.add_argument("--epochs", help="train for this many epochs, to test the script quickly (default: the recipe's)")
+    p.add_argument("--seconds", type=float, default=2.0, help="duration of each sweep point (default: 2)")
+    p.add_argument("--calls", type=int, default=2000, help="single-image calls one at a time (default: 2000)")
+    p.add_argument("--switches", type=int, default=4, help="alias moves under load (default: 4)")
+    p.add_argument("--poll-seconds", default="1", help="the switched service's --poll-seconds (default: 1)")
+    p.add_argument("--mlserver", help="path to an `mlserver` executable to compare against (default: none)")
+    p.add_argument("--json", type=Path, help="write every figure to this JSON file (default: none)")
+    p.add_argument(
+        "--png", type=Path, default=REPO / "bench" / "serve.png", help="sweeps drawn (default: bench/serve.png)"
+    )
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     images = test_images()
-    print(f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), model: {args.recipe}\n")
-    print("| server | p50 single image | p99 single image | images/s (1024 per message) | req/s, 32 clients |")
-    print("| --- | --- | --- | --- | --- |")
+    machine = f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+    load_start = os.getloadavg()[0]
+    print(f"{machine}, model: {args.recipe}, load average {load_start:.2f} at the start\n", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         store = Path(folder)
-        uri, version = train(store, args.recipe)
-        port = free_port()
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
-        rows = []
-        with started([sys.executable, "-m", "service", "--host", "127.0.0.1"], env, port, REPO):
-            rows.append(("mnist37 (`python -m service`)", measure(port, images, args.seconds)))
+        np.save(store / "images.npy", images)
+        epochs = ["--epochs", args.epochs] if args.epochs else []
+        uri, version = train(store, args.recipe, seed=0, epochs=epochs)
+        _, other = train(store, args.recipe, seed=1, epochs=epochs)
+        MlflowClient(uri).set_registered_model_alias(MODEL, ALIAS, version)  # seed 1 may have been promoted
+        alone = model_alone(store, uri, version, args)
+        servers = {"echo": floor("echo", images, args), "fixed": floor("fixed", images, args)}
+        argv, env, port = service(uri, [])
+        with started(argv, env, model_ready(port), REPO):
+            servers["mnist37"] = measure(triton_at(port), images, args)
         if args.mlserver:
-            rows.append(("MLServer + mlserver-mlflow", run_mlserver(args.mlserver, store, uri, version, images, args)))
-        for name, r in rows:
-            print(
-                f"| {name} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
-                f"{r['images_per_s']:,.0f} | {r['req_per_s_32']:,.0f} |",
-                flush=True,
+            servers["mlserver"] = run_mlserver(args.mlserver, store, uri, version, images, args)
+        argv, env, port = service(uri, ["--poll-seconds", args.poll_seconds])
+        with started(argv, env, model_ready(port), REPO):
+            switch = alias_switch(
+                triton_at(port), images, uri, (version, other), SWITCH_CLIENTS, args.switches, args.seconds
             )
+    checks = targets(args.recipe, servers, alone, switch)
+    print_report(servers, alone, switch, checks)
+    load_end = os.getloadavg()[0]
+    print(f"\nload average {load_end:.2f} at the end")
+    draw(servers, args.recipe, args.png)
+    if args.json:
+        results = {
+            "recipe": args.recipe,
+            "machine": machine,
+            "seconds_per_point": args.seconds,
+            "load_average": {"start": load_start, "end": load_end},
+            "versions": {"served": version, "switched_to": other},
+            "model_alone": alone,
+            "servers": {key: asdict(figures) for key, figures in servers.items()},
+            "alias_switch": asdict(switch),
+            "targets": [asdict(check) for check in checks],
+        }
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def run_mlserver(
     binary: str, store: Path, uri: str, version: str, images: np.ndarray, args: argparse.Namespace
-) -> dict[str, float]:
+) -> Figures:
     """MLServer's MLflow runtime on the same registered version, downloaded to a folder it can load."""
     import mlflow
 
@@ -192,8 +239,8 @@ def run_mlserver(
         json.dumps({"name": MODEL, "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": local}})
     )
     env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
-    with started([binary, "start", str(folder)], env, port, folder):
-        return measure(port, images, args.seconds)
+    with started([binary, "start", str(folder)], env, model_ready(port), folder):
+        return measure(triton_at(port), images, args)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def untracked(recipe_name: str, seed: int) -> int:
     measure robustness and draw the figures, writing nothing. Returns the test errors."""
     import io
 
+    import numpy as np
     from matplotlib import pyplot as plt
 
     from trainer import figures
@@ -47,7 +48,7 @@ def untracked(recipe_name: str, seed: int) -> int:
     data = load_dataset(config.data_dir, config.seed, download=config.download)
     history: list[EpochStats] = []
     net = train(recipe, data, device, config.seed, history.append)
-    test, metrics = final_metrics(net, data, recipe, device)
+    test, report, metrics = final_metrics(net, data, recipe, device)
     labels, p_three = data.test.labels.numpy(), test.p_three.numpy()
     drawn = [
         figures.loss_curves(
@@ -61,6 +62,9 @@ def untracked(recipe_name: str, seed: int) -> int:
         figures.confusion_matrix(labels, (p_three >= 0.5).astype(labels.dtype), recipe.name),
         figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
     ]
+    if report is not None:  # a recipe that abstains draws its score figure too
+        made = np.concatenate(list(report.scores.made.values()))
+        drawn.append(figures.neither_scores(report.scores.test, report.scores.others, made, report.threshold, {}, ""))
     for fig in drawn:
         fig.savefig(io.BytesIO(), format="png")
         plt.close(fig)

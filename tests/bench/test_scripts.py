@@ -4,6 +4,7 @@ the README's tables are next measured. What the figures are is the scripts' busi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,109 @@ def test_train_bench_refuses_zero_pairs(tmp_path: Path) -> None:
     assert "--pairs must be at least 1, got 0" in done.stderr
 
 
+def sections(stdout: str) -> dict[str, list[dict[str, str]]]:
+    """Each `### heading`'s Markdown table, keyed by the heading up to its first colon."""
+    parts = stdout.split("\n### ")[1:]
+    return {part.split("\n")[0].split(":")[0].split(" (")[0]: table(part) for part in parts}
+
+
+def figure(cell: str) -> tuple[float, dict[str, float]]:
+    """'1.234 ms (1.5× floor, 0.4× MLServer)' → (1.234, {'floor': 1.5, 'MLServer': 0.4})."""
+    value, _, ratios = cell.partition(" (")
+    pairs = (ratio.split("× ") for ratio in ratios.rstrip(")").split(", ") if ratio)
+    return float(value.removesuffix(" ms").replace(",", "")), {to: float(r) for r, to in pairs}
+
+
+def assert_ratios_to_floor(rows: list[dict[str, str]], floor: dict[str, str], columns: list[str]) -> None:
+    for row in rows:
+        for column in columns:
+            value, ratios = figure(row[column])
+            assert ratios["floor"] == pytest.approx(value / figure(floor[column])[0], rel=0.02), (row, column)
+
+
 def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> None:
-    done = bench("serve.py", tmp_path, "--recipe", "mlp", "--seconds", "0.5")
+    json_path, png = tmp_path / "serve.json", tmp_path / "serve.png"
+    args = [
+        "--recipe",
+        "mlp",
+        "--epochs",
+        "1",
+        "--seconds",
+        "0.1",
+        "--calls",
+        "100",
+        "--switches",
+        "2",
+        "--poll-seconds",
+        "0.2",
+    ]
+    done = bench("serve.py", tmp_path, *args, "--json", str(json_path), "--png", str(png))
     assert done.returncode == 0, done.stderr[-3000:]
-    [row] = table(done.stdout)
-    assert row["server"] == "mnist37 (`python -m service`)"
-    p50, p99 = number(row["p50 single image"], " ms"), number(row["p99 single image"], " ms")
+    found = sections(done.stdout)
+    summary = {row["server"]: row for row in found["Summary"]}
+    echo, ours, alone = (
+        summary["floor: bare grpcio echo"],
+        summary["mnist37 (`python -m service`)"],
+        summary["model alone, in-process"],
+    )
+    assert "floor: grpcio, request parsed, fixed answer" in summary
+    columns = [c for c in echo if c != "server"]
+    assert_ratios_to_floor(list(summary.values())[:-1], echo, columns)
+    assert_ratios_to_floor([alone], echo, columns[:3])
+    p50, p99 = figure(ours["p50 single image"])[0], figure(ours["p99 single image"])[0]
     assert 0 < p50 <= p99
-    assert number(row["images/s (1024 per message)"], "") > 0
-    assert number(row["req/s, 32 clients"], "") > 0
+
+    sweeps = [
+        ("Concurrency sweep", "clients", [1, 2, 4, 8, 16, 32, 64], "req/s", ("32", "req/s, 32 clients")),
+        (
+            "Batch sweep",
+            "images per message",
+            [2**k for k in range(11)],
+            "images/s",
+            ("1024", "images/s (1024 per message)"),
+        ),
+    ]
+    for name, axis, xs, rate, (x, in_summary) in sweeps:
+        rows = found[name]
+        assert [int(r[axis]) for r in rows] == [x for x in xs for _ in range(3)]  # a row per server and point
+        for at in (rows[i : i + 3] for i in range(0, len(rows), 3)):
+            assert_ratios_to_floor(at, at[0], [rate, "p50", "p99"])
+        for server in ("floor: bare grpcio echo", "mnist37 (`python -m service`)"):  # the summary's is the sweep's
+            [point] = [r for r in rows if r[axis] == x and r["server"] == server]
+            assert figure(summary[server][in_summary])[0] == figure(point[rate])[0]
+
+    [switch] = found["Alias switch under load"]
+    failed, calls = int(switch["failed"]), int(switch["calls"].replace(",", ""))
+    assert 0 <= failed <= calls and int(switch["calls during switches"].replace(",", "")) > 0
+    targets = {row["target"]: row for row in found["Targets"]}
+    for check in targets.values():
+        if check["result"] == "not measured":  # no MLServer in this test
+            assert check["ratio"] == "—" and "MLServer" in check["target"]
+            continue
+        limit, ratio = float(check["limit"][2:]), float(check["ratio"])
+        met = ratio <= limit if check["limit"].startswith("≤") else ratio >= limit
+        assert check["result"] == ("pass" if met else "fail"), check
+    first = targets["one image p50 ≤ the echo floor's + 1.2× the model alone's"]  # mlp has more than one layer
+    bound = figure(echo["p50 single image"])[0] + 1.2 * figure(alone["p50 single image"])[0]
+    assert float(first["ratio"]) == pytest.approx(p50 / bound, rel=0.02)
+    throughput = targets["1024-image messages ≥ 85% of the model alone's images/s"]
+    served, own = (figure(r["images/s (1024 per message)"])[0] for r in (ours, alone))
+    assert float(throughput["ratio"]) == pytest.approx(served / own, rel=0.02)
+    assert targets["alias switch under load: zero failed calls"]["ratio"] == str(failed)
+
+    results = json.loads(json_path.read_text())
+    assert results["recipe"] == "mlp" and set(results["servers"]) == {"echo", "fixed", "mnist37"}
+    assert f"{results['servers']['mnist37']['p50_ms']:.3f} ms" == ours["p50 single image"].split(" (")[0]
+    assert [t["result"] for t in results["targets"]] == [row["result"] for row in targets.values()]
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_breakdown_accounts_for_the_whole_call(mnist_dir: str, tmp_path: Path) -> None:
+    done = bench("breakdown.py", tmp_path, "--recipe", "mlp", "--epochs", "1", "--seconds", "3", "--rate", "250")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["where"]: row for row in table(done.stdout)}
+    call = number(rows.pop("the call (p50)")["ms per call"], "")
+    assert call > 0
+    stages = {where: number(row["ms per call"], "") for where, row in rows.items()}
+    assert "the forward pass (torch, the exported program)" in stages  # samples reach the model
+    assert sum(stages.values()) == pytest.approx(call, abs=0.005 * len(stages))  # each printed to 0.001 ms

@@ -1,0 +1,1 @@
+"""Benchmarks that measure the trainer and the service from outside; each script prints its own tables."""

@@ -1,0 +1,212 @@
+"""Where one image's time goes in `python -m service`: its Python stages (parsing, the guard, decoding,
+the forward pass, encoding, metrics) sampled with py-spy, and the rest of the call (gRPC's C core,
+loopback, the client).
+
+Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/breakdown.py [--recipe article-fixed] [--seconds 20]`
+
+Trains the recipe into a temporary SQLite registry, starts `python -m service` on it as its own
+process with its default settings (metrics on), and sends single-image FP32 ModelInfer requests one
+at a time over loopback from a plain grpcio client in this process: first for the p50 as a client
+sees it, then for --seconds while py-spy samples the service from outside without pausing it (a
+sampling profiler: the service runs near full speed, unlike under a tracing one). Each sample is
+charged to the innermost frame that belongs to a stage, and samples of parked threads (pool workers
+waiting for work, gRPC's poll loop, the registry poll) are left out; a stage's samples over the calls
+sent are its milliseconds per call. What no Python frame shows (gRPC's C core, the hand-over between
+threads, loopback, and the client) is the p50 less the server's Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from service.generated.inference import grpc_predict_v2_pb2 as pb  # noqa: E402
+from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+# (stage, file name or package folder, function or "" for any): the innermost matching frame decides.
+RULES = [
+    ("the forward pass (torch, the exported program)", "follower.py", "predict"),
+    ("the forward pass (torch, the exported program)", "/torch/", ""),
+    ("coalescing concurrent calls (batching.py)", "batching.py", ""),
+    ("predict_digits: digits, thresholds (predictor.py)", "predictor.py", ""),
+    ("decoding the image (pixels.py, request_images)", "pixels.py", ""),
+    ("decoding the image (pixels.py, request_images)", "inference_servicer.py", "request_images"),
+    ("metrics (Prometheus)", "metrics.py", ""),
+    ("metrics (Prometheus)", "/prometheus_client/", ""),
+    ("request parsing (protobuf)", "calls.py", "parse"),
+    ("checks and response building (ModelInfer)", "inference_servicer.py", ""),
+    ("checks and response building (ModelInfer)", "status.py", ""),
+    ("the guard: admission, limits, timing (calls.py)", "calls.py", ""),
+    ("gRPC's Python layer in the server", "/grpc/", ""),
+]
+OTHER = "anything else (threads, the registry poll)"
+WAITING = "waiting"  # a thread parked on a queue, lock or poll: not time the call spends working
+# Innermost frames of threads that are parked, which py-spy cannot always tell from running ones here.
+PARKED = {("thread.py", "_worker"), ("_server.py", "_serve"), ("threading.py", "wait"), ("selectors.py", "select")}
+
+
+def train(folder: Path, recipe: str, epochs: int | None) -> str:
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    argv = [sys.executable, "-m", "trainer", "--quiet", "--recipe", recipe]
+    argv += [] if epochs is None else ["--epochs", str(epochs)]
+    subprocess.run(argv, cwd=folder, env=env, check=True, capture_output=True)
+    return uri
+
+
+def request(image: np.ndarray) -> pb.ModelInferRequest:
+    tensor = pb.ModelInferRequest.InferInputTensor(name="image", datatype="FP32", shape=[1, 784])
+    return pb.ModelInferRequest(model_name=MODEL, inputs=[tensor], raw_input_contents=[image.tobytes()])
+
+
+def timed_calls(
+    stub: pb_grpc.GRPCInferenceServiceStub, requests: list[pb.ModelInferRequest], seconds: float
+) -> list[float]:
+    """One call at a time, cycling through `requests`, for `seconds`; returns each call's seconds."""
+    took: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        stub.ModelInfer(requests[len(took) % len(requests)], timeout=10)
+        took.append(time.perf_counter() - start)
+    return took
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    """'Class.method (path:line)' → (path, method)."""
+    function, _, where = frame.partition(" (")
+    return where.rsplit(":", 1)[0], function.rsplit(".", 1)[-1]
+
+
+def stage_of(stack: list[str]) -> str:
+    """The stage of one sampled stack ("function (path:line)" frames, outermost first)."""
+    path, function = _frame(stack[-1])
+    if (Path(path).name, function) in PARKED:
+        return WAITING
+    for frame in reversed(stack):
+        path, function = _frame(frame)
+        for stage, place, name in RULES:
+            if (place in path if place.startswith("/") else Path(path).name == place) and name in ("", function):
+                return stage
+    return OTHER
+
+
+def stages(raw: str) -> Counter[str]:
+    """py-spy's raw output ("frame;frame;... count" per line) → samples per stage."""
+    samples: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            samples[stage_of(stack.split(";"))] += int(count)
+    return samples
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="article-fixed", help="model to serve (default: article-fixed, one layer)")
+    p.add_argument("--seconds", type=float, default=20.0, help="duration of each phase (default: 20)")
+    p.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default: 250)")
+    p.add_argument("--epochs", type=int, help="train the recipe for this many epochs (default: the recipe's)")
+    p.add_argument("--stacks", type=int, default=0, help="also print the N most sampled stacks (default: 0)")
+    args = p.parse_args()
+    from trainer.data import load_dataset
+
+    images = load_dataset(os.environ.get("MNIST_DATA_DIR", "data"), seed=0).test.floats()[:256].numpy()
+    requests = [request(image) for image in images]
+    with tempfile.TemporaryDirectory() as folder:
+        uri = train(Path(folder), args.recipe, args.epochs)
+        port = free_port()
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": str(free_port())}
+        server = subprocess.Popen([sys.executable, "-m", "service"], env=env, stderr=subprocess.DEVNULL)
+        try:
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if stub.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=2).ready:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the service did not become ready")
+                time.sleep(0.2)
+            timed_calls(stub, requests, 1.0)  # warm-up
+            plain = timed_calls(stub, requests, args.seconds)
+            out = Path(folder) / "samples.txt"
+            argv = [
+                str(PY_SPY),
+                "record",
+                "--pid",
+                str(server.pid),
+                "--format",
+                "raw",
+                "--full-filenames",
+                "--nonblocking",
+            ]
+            spy = subprocess.Popen(
+                [*argv, "--rate", str(args.rate), "--duration", str(round(args.seconds)), "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)  # py-spy attaches
+            sampled = timed_calls(stub, requests, args.seconds - 1)
+            spy.wait(timeout=60)
+            raw = out.read_text()
+            samples = stages(raw)
+            channel.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    p50 = statistics.median(plain)
+    calls = len(sampled) * round(args.seconds) / (args.seconds - 1)  # calls while py-spy sampled, about
+    per_call = {stage: 1000 * n / args.rate / calls for stage, n in samples.items() if stage != WAITING}
+    python = sum(per_call.values())
+    print(f"{os.cpu_count()} cores, model: {args.recipe}, single-image FP32 ModelInfer, one call at a time, ", end="")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    sampled_p50 = 1000 * statistics.median(sampled)
+    print(f"p50 {1000 * p50:.3f} ms over {len(plain)} calls; while sampled, p50 {sampled_p50:.3f} ms")
+    print()
+    print("| where | ms per call | share of the p50 |")
+    print("| --- | --- | --- |")
+    order = [stage for stage, _, _ in RULES] + [OTHER]
+    for stage in dict.fromkeys(order):
+        if stage in per_call:
+            print(f"| {stage} | {per_call[stage]:.3f} | {100 * per_call[stage] / (1000 * p50):.0f}% |")
+    rest = 1000 * p50 - python
+    outside = "not in the server's Python: gRPC's C core, loopback, the client"
+    print(f"| {outside} | {rest:.3f} | {100 * rest / (1000 * p50):.0f}% |")
+    print(f"| the call (p50) | {1000 * p50:.3f} | 100% |")
+    if args.stacks:
+        print(f"\nThe {args.stacks} most sampled stacks, innermost frame last:")
+        lines = sorted(raw.splitlines(), key=lambda line: -int(line.rpartition(" ")[2]))
+        for line in lines[: args.stacks]:
+            stack, _, count = line.rpartition(" ")
+            print(
+                f"{count:>6}  "
+                + " ; ".join(
+                    Path(f.split(" (")[1].rsplit(":", 1)[0]).name + ":" + f.split(" (")[0]
+                    for f in stack.split(";")[-6:]
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
