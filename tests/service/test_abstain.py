@@ -60,36 +60,48 @@ def _classify(stub: pb_grpc.ClassifierStub, image: np.ndarray) -> pb.Prediction:
     return stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=image.tobytes())), timeout=5).prediction
 
 
+def answers_while_switching(
+    uri: str, channel: grpc.Channel, images: dict[str, np.ndarray], versions: tuple[str, ...]
+) -> tuple[list[tuple[str, str, bool, bool]], list[str]]:
+    """Four clients classify each of `images` in turn while the alias moves through `versions`, each
+    time until 20 answers in a row come from it. Returns (image, version, has `known`, known) per
+    answer, and the failed calls."""
+    stub = pb_grpc.ClassifierStub(channel)
+    stop, failures = threading.Event(), []
+    seen: list[tuple[str, str, bool, bool]] = []
+
+    def caller() -> None:
+        while not stop.is_set():
+            for name, image in images.items():
+                try:
+                    p = _classify(stub, image)
+                    seen.append((name, p.model_version, p.HasField("known"), p.known))
+                except grpc.RpcError as err:
+                    failures.append(f"{err.code()}: {err.details()}")
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for version in versions:
+            set_alias(uri, version)
+            answering = f"version {version} answering"
+            wait_until(lambda: sum(s[1] == version for s in seen[-20:]) == 20, 60, answering)  # noqa: B023
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return seen, failures
+
+
 def test_the_threshold_switches_with_the_version_under_load(registry: Registry, abstaining: str) -> None:
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri)) as (_, channel):
         wait_until(lambda: health_status(channel) == "SERVING", 20)
-        stub = pb_grpc.ClassifierStub(channel)
-        stop, failures = threading.Event(), []
-        seen: list[tuple[str, bool, bool]] = []  # version, has `known`, known
-
-        def client() -> None:
-            while not stop.is_set():
-                try:
-                    p = _classify(stub, WHITE)
-                    seen.append((p.model_version, p.HasField("known"), p.known))
-                except grpc.RpcError as err:
-                    failures.append(f"{err.code()}: {err.details()}")
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
-        try:
-            for version in (abstaining, registry.good, abstaining):
-                set_alias(registry.uri, version)
-                wait_until(lambda: len(seen) > 20 and seen[-1][0] == version, 30)  # noqa: B023
-                wait_until(lambda: sum(s[0] == version for s in seen[-20:]) == 20, 30)  # noqa: B023
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+        versions = (abstaining, registry.good, abstaining)
+        seen, failures = answers_while_switching(registry.uri, channel, {"white": WHITE}, versions)
     assert failures == []
-    assert {(v, has, known) for v, has, known in seen} == {(registry.good, False, False), (abstaining, True, False)}
+    assert {(v, has, known) for _, v, has, known in seen} == {(registry.good, False, False), (abstaining, True, False)}
 
 
 def test_both_apis_and_the_cli_say_neither(
@@ -190,35 +202,13 @@ def test_a_trained_version_that_abstains_and_one_that_cannot_switch_under_load(
     three = test_images[0][test_images[1] == 3][0]
     with running(config_for(default_run.uri)) as (service, channel):
         wait_until(lambda: health_status(channel) == "SERVING", 30)
-        stub = pb_grpc.ClassifierStub(channel)
-        stop, failures = threading.Event(), []
-        seen: list[tuple[str, str, bool, bool]] = []  # image, version, has `known`, known
-
-        def caller() -> None:
-            while not stop.is_set():
-                for name, image in (("three", three), ("white", WHITE)):
-                    try:
-                        p = _classify(stub, image)
-                        seen.append((name, p.model_version, p.HasField("known"), p.known))
-                    except grpc.RpcError as err:
-                        failures.append(f"{err.code()}: {err.details()}")
-
-        threads = [threading.Thread(target=caller) for _ in range(4)]
-        for t in threads:
-            t.start()
-        try:
-            for version in (mlp, cnn, mlp, cnn):
-                set_alias(default_run.uri, version)
-                wait_until(lambda: sum(s[1] == version for s in seen[-20:]) == 20, 60, f"version {version} answering")  # noqa: B023
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+        images = {"three": three, "white": WHITE}
+        seen, failures = answers_while_switching(default_run.uri, channel, images, (mlp, cnn, mlp, cnn))
         assert failures == []
         # Only the version that abstains says whether an image is known, and it never takes a white square.
         assert {(v, has) for _, v, has, _ in seen} == {(mlp, False), (cnn, True)}
         assert not any(known for name, v, _, known in seen if name == "white")
-        info = stub.GetModelInfo(pb.GetModelInfoRequest())
+        info = pb_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest())
         run_metrics = client.get_run(str(client.get_model_version("mnist-3v7", cnn).run_id)).data.metrics
         assert info.can_abstain and info.ood_threshold == pytest.approx(run_metrics["ood_threshold"], rel=1e-6)
         probe = subprocess.run(
