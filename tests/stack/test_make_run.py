@@ -46,7 +46,11 @@ class Launcher:
 
     def ctrl_c(self) -> int:
         os.killpg(self.proc.pid, signal.SIGINT)
-        return self.proc.wait(timeout=60)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            printed = "".join(self.output)[-3000:]
+            raise AssertionError(f"still running 60 s after Ctrl-C; it printed:\n{printed}") from None
 
     def kill(self) -> None:
         if self.proc.poll() is None:
