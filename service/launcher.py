@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", help="recipe to train when the alias is empty (default: the trainer's)")
     args = parser.parse_args(argv)
+    # Ctrl-C must stop everything even when started from a shell that ignores SIGINT (a background job
+    # of a non-interactive shell does), which the children would inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         config = load_config([], os.environ)
     except ConfigError as err:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 class Launcher:
-    """`python -m service.launcher` in its own process group, so Ctrl-C reaches it as a terminal sends it."""
+    """`python -m service.launcher` in its own process group, so Ctrl-C reaches it as a terminal sends it;
+    started with SIGINT ignored, as a background job of a non-interactive shell (CI's, say) starts it,
+    so that Ctrl-C works only because the launcher itself takes it."""
 
     def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         self.output: list[str] = []
@@ -33,6 +35,7 @@ class Launcher:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         threading.Thread(target=self._read, daemon=True).start()
 
