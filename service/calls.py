@@ -87,6 +87,9 @@ class CallGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self._streams = threading.BoundedSemaphore(max_streams)
         self._max_streams = max_streams
         self._authorization = f"Bearer {token}".encode() if token else b""
+        self._wrapped: dict[
+            tuple[str, bool], tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     def _admit(self, context: grpc.ServicerContext, service: str) -> None:
         if self._authorization and service != HEALTH_SERVICE:
@@ -115,10 +118,23 @@ class CallGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        service, _, method = handler_call_details.method.strip("/").rpartition("/")
-        streaming = handler.request_streaming or handler.response_streaming
+        path = handler_call_details.method
+        service = path.strip("/").rpartition("/")[0]
         # Counted as the call arrives, before gRPC queues it; health checks are never turned away.
         overloaded = service != HEALTH_SERVICE and self._pool.in_flight >= self._max_in_flight
+        # Wrapping a handler builds several closures; done once per method rather than once per call.
+        key = (path, overloaded)
+        cached = self._wrapped.get(key)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, self._wrap(handler, path, overloaded))
+            self._wrapped[key] = cached
+        return cached[1]
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], path: str, overloaded: bool
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        service, _, method = path.strip("/").rpartition("/")
+        streaming = handler.request_streaming or handler.response_streaming
         guard = self
 
         def begin(request: Any, context: grpc.ServicerContext) -> Any:

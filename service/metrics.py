@@ -39,6 +39,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.served.labels(*self._labels).set(0)
+        self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}
 
     def model_changed(self, model: ServedModel) -> None:
         self.served.labels(*self._labels).set(float(model.version))
@@ -49,5 +50,10 @@ class ServiceMetrics:
             self.refused.labels(*self._labels, refusal.reason[:200]).set(float(refusal.version))
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self.requests.labels(method, code.name).inc()
-        self.latency.labels(method).observe(seconds)
+        # Looking a labelled child up takes a lock and a few allocations; each is looked up once.
+        children = self._children.get((method, code))
+        if children is None:
+            children = self.requests.labels(method, code.name), self.latency.labels(method)
+            self._children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)

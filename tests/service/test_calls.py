@@ -13,10 +13,12 @@ import grpc
 import numpy as np
 import pytest
 
+from service.calls import CallGuard, CallPool
 from service.client.cli import main
 from service.generated.inference import grpc_predict_v2_pb2 as v2
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from service.metrics import ServiceMetrics
 from service.server import Service
 from tests.conftest import wait_until
 from tests.service.conftest import health_status, serving_fake
@@ -179,7 +181,32 @@ def test_calls_past_the_in_flight_limit_are_turned_away_but_health_never_is(tmp_
         statuses = [health_status(channel) for _ in range(5)]  # answered although the server is full
         codes = [c.code() for c in calls]
         refused = [c for c in calls if c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        assert stub.Classify(ZERO, timeout=5).prediction.digit == 3  # once drained, calls are admitted again
     assert statuses == ["NOT_SERVING"] * 5  # the stand-in model never turned health to SERVING
     assert codes.count(grpc.StatusCode.OK) >= 4 and len(refused) >= 4
     assert "4 calls are running or queued, this server's limit (--max-in-flight)" in refused[0].details()
     assert _count(service, "Classify", "RESOURCE_EXHAUSTED") == len(refused)
+
+
+class _Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def test_the_guard_wraps_each_method_once_with_one_variant_for_a_full_server() -> None:
+    pool = CallPool(max_workers=1, thread_name_prefix="test")
+    guard = CallGuard(ServiceMetrics("m", "a"), pool, max_in_flight=1, max_streams=1)
+    handlers = {m: grpc.unary_unary_rpc_method_handler(lambda request, context: request) for m in ("A", "B")}
+
+    def intercept(method: str) -> object:
+        return guard.intercept_service(lambda d: handlers[d.method.rpartition("/")[2]], _Details(f"/s.S/{method}"))
+
+    first = intercept("A")
+    assert intercept("A") is first and intercept("B") is not first
+    pool.in_flight = 1  # as if one call were running: the server is full
+    refusing = intercept("A")
+    assert refusing is not first and intercept("A") is refusing
+    pool.in_flight = 0
+    assert intercept("A") is first
+    pool.shutdown()
