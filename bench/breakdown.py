@@ -13,11 +13,18 @@ charged to the innermost frame that belongs to a stage, and samples of parked th
 waiting for work, gRPC's poll loop, the registry poll) are left out; a stage's samples over the calls
 sent are its milliseconds per call. What no Python frame shows (gRPC's C core, the hand-over between
 threads, loopback, and the client) is the p50 less the server's Python.
+
+Then a ladder over the wire: servers that each do one more stage of the service's work than the one
+before (bench/floors.py's echo, fixed, decode, model and servicer, then `python -m service`), each its
+own process, measured by the same client one call at a time, --rounds times in alternating order.
+A rung's step up is what that stage adds to a call's latency, which is more than its own CPU time
+when it costs the call a hand-over between threads or cold caches.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -25,6 +32,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -34,7 +43,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from service.generated.inference import grpc_predict_v2_pb2 as pb  # noqa: E402
-from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
 
@@ -59,6 +67,16 @@ OTHER = "anything else (threads, the registry poll)"
 WAITING = "waiting"  # a thread parked on a queue, lock or poll: not time the call spends working
 # Innermost frames of threads that are parked, which py-spy cannot always tell from running ones here.
 PARKED = {("thread.py", "_worker"), ("_server.py", "_serve"), ("threading.py", "wait"), ("selectors.py", "select")}
+# The ladder's rungs: bench/floors.py's kinds, then the service itself.
+RUNGS = [
+    ("echo", "gRPC alone: the request's bytes echoed (floors.py echo)"),
+    ("fixed", "+ parsing the request, sending a prebuilt response (floors.py fixed)"),
+    ("decode", "+ decoding the image (request_images)"),
+    ("model", "+ the forward pass and predict_digits, as served"),
+    ("servicer", "+ checks and building the response: the service's ModelInfer"),
+    ("service", "+ the call guard, metrics, health, registry polling: python -m service"),
+]
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def train(folder: Path, recipe: str, epochs: int | None) -> str:
@@ -70,22 +88,71 @@ def train(folder: Path, recipe: str, epochs: int | None) -> str:
     return uri
 
 
-def request(image: np.ndarray) -> pb.ModelInferRequest:
+def request(image: np.ndarray) -> bytes:
     tensor = pb.ModelInferRequest.InferInputTensor(name="image", datatype="FP32", shape=[1, 784])
-    return pb.ModelInferRequest(model_name=MODEL, inputs=[tensor], raw_input_contents=[image.tobytes()])
+    message = pb.ModelInferRequest(model_name=MODEL, inputs=[tensor], raw_input_contents=[image.tobytes()])
+    return message.SerializeToString()
 
 
-def timed_calls(
-    stub: pb_grpc.GRPCInferenceServiceStub, requests: list[pb.ModelInferRequest], seconds: float
-) -> list[float]:
+Call = Callable[[bytes], bytes]
+
+
+def timed_calls(call: Call, requests: list[bytes], seconds: float) -> list[float]:
     """One call at a time, cycling through `requests`, for `seconds`; returns each call's seconds."""
     took: list[float] = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
-        stub.ModelInfer(requests[len(took) % len(requests)], timeout=10)
+        call(requests[len(took) % len(requests)])
         took.append(time.perf_counter() - start)
     return took
+
+
+@contextmanager
+def serving(argv: list[str], env: dict[str, str], port: int, probe: bytes) -> Iterator[tuple[Call, int]]:
+    """Starts a server process and yields (a raw-bytes ModelInfer call to it, its pid) once a call
+    with `probe` succeeds: for the service, once it serves a version."""
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        call = channel.unary_unary(MODEL_INFER, request_serializer=None, response_deserializer=None)  # raw bytes
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                call(probe, timeout=2)
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"{' '.join(argv[1:3])} did not answer (exit code {server.poll()})") from None
+                time.sleep(0.2)
+        yield functools.partial(call, timeout=10), server.pid
+    finally:
+        channel.close()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def service_argv(uri: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """`python -m service` with its defaults (metrics on) on `port`."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": str(free_port())}
+    return [sys.executable, "-m", "service"], env
+
+
+def ladder(uri: str, requests: list[bytes], seconds: float, rounds: int) -> dict[str, float]:
+    """Each rung's median over rounds of its p50 in ms; the order of the rungs alternates by round."""
+    p50s: dict[str, list[float]] = {kind: [] for kind, _ in RUNGS}
+    for k in range(rounds):
+        for kind, _ in RUNGS if k % 2 == 0 else RUNGS[::-1]:
+            port = free_port()
+            if kind == "service":
+                argv, env = service_argv(uri, port)
+            else:
+                argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--port", str(port)]
+                env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+            with serving(argv, env, port, requests[0]) as (call, _):
+                timed_calls(call, requests, min(1.0, seconds))  # warm-up
+                p50s[kind].append(1000 * statistics.median(timed_calls(call, requests, seconds)))
+    return {kind: statistics.median(values) for kind, values in p50s.items()}
 
 
 def _frame(frame: str) -> tuple[str, str]:
@@ -124,6 +191,7 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default: 250)")
     p.add_argument("--epochs", type=int, help="train the recipe for this many epochs (default: the recipe's)")
     p.add_argument("--stacks", type=int, default=0, help="also print the N most sampled stacks (default: 0)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the ladder; 0 skips it (default: 3)")
     args = p.parse_args()
     from trainer.data import load_dataset
 
@@ -132,48 +200,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         uri = train(Path(folder), args.recipe, args.epochs)
         port = free_port()
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": str(free_port())}
-        server = subprocess.Popen([sys.executable, "-m", "service"], env=env, stderr=subprocess.DEVNULL)
-        try:
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if stub.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=2).ready:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the service did not become ready")
-                time.sleep(0.2)
-            timed_calls(stub, requests, 1.0)  # warm-up
-            plain = timed_calls(stub, requests, args.seconds)
+        argv, env = service_argv(uri, port)
+        with serving(argv, env, port, requests[0]) as (call, pid):
+            timed_calls(call, requests, 1.0)  # warm-up
+            plain = timed_calls(call, requests, args.seconds)
             out = Path(folder) / "samples.txt"
-            argv = [
+            spy_argv = [
                 str(PY_SPY),
                 "record",
                 "--pid",
-                str(server.pid),
+                str(pid),
                 "--format",
                 "raw",
                 "--full-filenames",
                 "--nonblocking",
             ]
             spy = subprocess.Popen(
-                [*argv, "--rate", str(args.rate), "--duration", str(round(args.seconds)), "-o", str(out)],
+                [*spy_argv, "--rate", str(args.rate), "--duration", str(round(args.seconds)), "-o", str(out)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(0.5)  # py-spy attaches
-            sampled = timed_calls(stub, requests, args.seconds - 1)
+            sampled = timed_calls(call, requests, args.seconds - 1)
             spy.wait(timeout=60)
             raw = out.read_text()
             samples = stages(raw)
-            channel.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        rungs = ladder(uri, requests, args.seconds / 4, args.rounds) if args.rounds else {}
 
     p50 = statistics.median(plain)
     calls = len(sampled) * round(args.seconds) / (args.seconds - 1)  # calls while py-spy sampled, about
@@ -194,6 +246,15 @@ def main() -> None:
     outside = "not in the server's Python: gRPC's C core, loopback, the client"
     print(f"| {outside} | {rest:.3f} | {100 * rest / (1000 * p50):.0f}% |")
     print(f"| the call (p50) | {1000 * p50:.3f} | 100% |")
+    if rungs:
+        print(f"\nThe ladder: each rung one more stage of the service's work, p50 over {args.rounds} rounds\n")
+        print("| rung | p50 | step up |")
+        print("| --- | --- | --- |")
+        below = 0.0
+        for kind, what in RUNGS:
+            step = f"{rungs[kind] - below:+.3f} ms" if below else ""
+            print(f"| {what} | {rungs[kind]:.3f} ms | {step} |")
+            below = rungs[kind]
     if args.stacks:
         print(f"\nThe {args.stacks} most sampled stacks, innermost frame last:")
         lines = sorted(raw.splitlines(), key=lambda line: -int(line.rpartition(" ")[2]))

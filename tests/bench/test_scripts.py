@@ -4,6 +4,7 @@ the README's tables are next measured. What the figures are is the scripts' busi
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -33,6 +34,12 @@ def table(stdout: str) -> list[dict[str, str]]:
     header, rule, *rows = ([cell.strip() for cell in line.split("|")] for line in lines)
     assert set("".join(rule)) == {"-"}, f"no Markdown table in:\n{stdout}"
     return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def tables(stdout: str) -> list[list[dict[str, str]]]:
+    """Each Markdown table in `stdout` (tables are separated by lines that are not rows)."""
+    blocks = "\n".join(line if line.startswith("|") else "" for line in stdout.splitlines()).split("\n\n")
+    return [table(block) for block in blocks if block.strip()]
 
 
 def number(cell: str, unit: str) -> float:
@@ -161,11 +168,21 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
 
 
 def test_breakdown_accounts_for_the_whole_call(mnist_dir: str, tmp_path: Path) -> None:
-    done = bench("breakdown.py", tmp_path, "--recipe", "mlp", "--epochs", "1", "--seconds", "3", "--rate", "250")
+    args = ("--recipe", "mlp", "--epochs", "1", "--seconds", "3", "--rate", "250", "--rounds", "1")
+    done = bench("breakdown.py", tmp_path, *args)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = {row["where"]: row for row in table(done.stdout)}
+    profile, rungs = tables(done.stdout)
+    rows = {row["where"]: row for row in profile}
     call = number(rows.pop("the call (p50)")["ms per call"], "")
     assert call > 0
     stages = {where: number(row["ms per call"], "") for where, row in rows.items()}
     assert "the forward pass (torch, the exported program)" in stages  # samples reach the model
     assert sum(stages.values()) == pytest.approx(call, abs=0.005 * len(stages))  # each printed to 0.001 ms
+    # The ladder: every rung answered, from the echo floor up to the service itself; each step is
+    # the difference between two printed p50s.
+    assert rungs[0]["rung"].startswith("gRPC alone") and len(rungs) == 6
+    assert rungs[-1]["rung"].endswith("python -m service")
+    p50s = [number(row["p50"], " ms") for row in rungs]
+    assert all(p > 0 for p in p50s)
+    steps = [number(row["step up"], " ms") for row in rungs[1:]]
+    assert steps == pytest.approx([b - a for a, b in itertools.pairwise(p50s)], abs=0.0021)
