@@ -42,6 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.floors import MODEL_INFER  # noqa: E402
 from service.generated.inference import grpc_predict_v2_pb2 as pb  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
@@ -76,7 +77,6 @@ RUNGS = [
     ("servicer", "+ checks and building the response: the service's ModelInfer"),
     ("service", "+ the call guard, metrics, health, registry polling: python -m service"),
 ]
-MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def train(folder: Path, recipe: str, epochs: int | None) -> str:

@@ -239,7 +239,7 @@ def load_program(location: str, tracking_uri: str) -> Program:
             module = torch.export.load(program).module()
         except Exception as err:
             raise ModelRefusedError(f"{PROGRAM} could not be loaded: {first_line(err)}") from None
-    # The program's own guards still run inside its graph; the pre-call check of the inputs' tree
-    # repeats what decoding has already checked ((N, 784) float32) and took half of one image's forward.
+    # The program's own guards still run inside its graph; the pre-call check of the inputs' tree only
+    # repeats what decoding has already checked, on every call.
     module.validate_inputs = False  # type: ignore[assignment]  # a plain attribute, which torch reads
     return Program(module, threshold)

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +17,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def mnist_dir() -> str:
-    """MNIST_DATA_DIR, else the offline copy beside the repository."""
+def mnist_dir() -> Iterator[str]:
+    """MNIST_DATA_DIR, else the offline copy beside the repository; set for the session's processes
+    and restored when the session ends."""
     path = os.environ.get("MNIST_DATA_DIR") or str(REPO.parent / "shared" / "data")
     if not (Path(path) / "MNIST" / "raw").is_dir():
         pytest.fail(f"MNIST not found at {path}: set MNIST_DATA_DIR to a folder holding MNIST/raw")
-    os.environ["MNIST_DATA_DIR"] = path
-    return path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MNIST_DATA_DIR", path)
+        yield path
 
 
 def new_store(folder: Path) -> str:

@@ -132,7 +132,7 @@ def fit(
     if recipe.abstains:
         assert others is not None
         others = others.to(device)
-        made = outliers.made(MADE_POOL, x_all.cpu(), generator).to(device)  # the 3s and 7s already as floats
+        made = outliers.made(MADE_POOL, x_all.cpu(), generator).to(device)  # the digits already converted to floats
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
     for epoch in range(1, recipe.epochs + 1):
