@@ -9,16 +9,16 @@ process with its default settings (metrics on), and sends single-image FP32 Mode
 at a time over loopback from a plain grpcio client in this process: first for the p50 as a client
 sees it, then for --seconds while py-spy samples the service from outside without pausing it (a
 sampling profiler: the service runs near full speed, unlike under a tracing one). Each sample is
-charged to the innermost frame that belongs to a stage, and samples of parked threads (pool workers
-waiting for work, gRPC's poll loop, the registry poll) are left out; a stage's samples over the calls
-sent are its milliseconds per call. What no Python frame shows (gRPC's C core, the hand-over between
+charged to the innermost frame that belongs to a stage, and samples of parked threads (the event loop
+waiting for work, the forward thread, the registry poll) are left out; a stage's samples over the calls
+sent are its milliseconds per call. What no Python frame shows (gRPC's C core, hand-overs between
 threads, loopback, and the client) is the p50 less the server's Python.
 
 Then a ladder over the wire: servers that each do one more stage of the service's work than the one
-before (bench/floors.py's echo, fixed, decode, model and servicer, then `python -m service`), each its
-own process, measured by the same client one call at a time, --rounds times in alternating order.
-A rung's step up is what that stage adds to a call's latency, which is more than its own CPU time
-when it costs the call a hand-over between threads or cold caches.
+before (bench/floors.py's echo, fixed, decode, model and servicer on grpc.aio, as the service runs,
+then `python -m service`), each its own process, measured by the same client one call at a time,
+--rounds times in alternating order. A rung's step up is what that stage adds to a call's latency,
+which is more than its own CPU time when it costs the call a hand-over between threads or cold caches.
 """
 
 from __future__ import annotations
@@ -63,17 +63,18 @@ RULES = [
     ("checks and response building (ModelInfer)", "status.py", ""),
     ("the guard: admission, limits, timing (calls.py)", "calls.py", ""),
     ("gRPC's Python layer in the server", "/grpc/", ""),
+    ("the event loop (asyncio)", "/asyncio/", ""),
 ]
-OTHER = "anything else (threads, the registry poll)"
+OTHER = "anything else (the registry poll, other threads)"
 WAITING = "waiting"  # a thread parked on a queue, lock or poll: not time the call spends working
 # Innermost frames of threads that are parked, which py-spy cannot always tell from running ones here.
 PARKED = {("thread.py", "_worker"), ("_server.py", "_serve"), ("threading.py", "wait"), ("selectors.py", "select")}
 # The ladder's rungs: bench/floors.py's kinds, then the service itself.
 RUNGS = [
-    ("echo", "gRPC alone: the request's bytes echoed (floors.py echo)"),
-    ("fixed", "+ parsing the request, sending a prebuilt response (floors.py fixed)"),
+    ("echo", "gRPC alone: the request's bytes echoed (floors.py echo --aio)"),
+    ("fixed", "+ parsing the request, sending a prebuilt response (floors.py fixed --aio)"),
     ("decode", "+ decoding the image (request_images)"),
-    ("model", "+ the forward pass and predict_digits, as served"),
+    ("model", "+ the forward pass and predict_digits, coalesced as served"),
     ("servicer", "+ checks and building the response: the service's ModelInfer"),
     ("service", "+ the call guard, metrics, health, registry polling: python -m service"),
 ]
@@ -147,7 +148,7 @@ def ladder(uri: str, requests: list[bytes], seconds: float, rounds: int) -> dict
             if kind == "service":
                 argv, env = service_argv(uri, port)
             else:
-                argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--port", str(port)]
+                argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--aio", "--port", str(port)]
                 env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
             with serving(argv, env, port, requests[0]) as (call, _):
                 timed_calls(call, requests, min(1.0, seconds))  # warm-up

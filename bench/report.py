@@ -10,6 +10,7 @@ from bench.switch import SwitchResult
 
 NAMES = {
     "echo": "floor: bare grpcio echo",
+    "echo-aio": "floor: bare grpcio echo on grpc.aio",
     "fixed": "floor: grpcio, request parsed, fixed answer",
     "mnist37": "mnist37 (`python -m service`)",
     "mlserver": "MLServer + mlserver-mlflow",

@@ -6,9 +6,9 @@ Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/serve.py [--recipe ar
 Trains a model into a temporary SQLite registry (and a second version, seed 1, for the alias switch),
 then starts each server as a separate process and measures it from this one, on loopback:
   - the floor: a bare grpcio echo server on the ModelInfer path, driven by a bare grpcio client with
-    the bytes tritonclient sends; and a bare grpcio server that parses the ModelInferRequest and
-    answers a fixed ModelInferResponse, driven by tritonclient (bench/floors.py; the service's
-    default thread pool and message limits);
+    the bytes tritonclient sends, on grpcio's thread-pool server and on grpc.aio (which the service
+    runs on); and a bare grpcio server that parses the ModelInferRequest and answers a fixed
+    ModelInferResponse, driven by tritonclient (bench/floors.py; the service's message limits);
   - `python -m service` with its default settings;
   - with `--mlserver PATH` (the `mlserver` executable of an environment with mlserver and
     mlserver-mlflow), MLServer's MLflow runtime on the same registered version.
@@ -131,10 +131,10 @@ def measure(dial: Dial, images: np.ndarray, args: argparse.Namespace) -> Figures
     )
 
 
-def floor(kind: str, images: np.ndarray, args: argparse.Namespace) -> Figures:
-    """bench/floors.py's `kind` floor in its own process, measured as the servers are."""
+def floor(kind: str, images: np.ndarray, args: argparse.Namespace, aio: bool = False) -> Figures:
+    """bench/floors.py's `kind` floor in its own process (on grpc.aio if `aio`), measured as the servers are."""
     port = free_port()
-    argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--port", str(port)]
+    argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--port", str(port), *(["--aio"] if aio else [])]
     dial = triton_at(port) if kind == "fixed" else lambda batch: RawClient(port, batch)
     with started(argv, dict(os.environ), port_open(port), REPO):
         return measure(dial, images, args)
@@ -190,7 +190,11 @@ def main() -> None:
         _, other = train(store, args.recipe, seed=1, epochs=epochs)
         MlflowClient(uri).set_registered_model_alias(MODEL, ALIAS, version)  # seed 1 may have been promoted
         alone = model_alone(store, uri, version, args)
-        servers = {"echo": floor("echo", images, args), "fixed": floor("fixed", images, args)}
+        servers = {
+            "echo": floor("echo", images, args),
+            "echo-aio": floor("echo", images, args, aio=True),
+            "fixed": floor("fixed", images, args),
+        }
         argv, env, port = service(uri, [])
         with started(argv, env, model_ready(port), REPO):
             servers["mnist37"] = measure(triton_at(port), images, args)

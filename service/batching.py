@@ -1,85 +1,113 @@
-"""Concurrent calls share one forward pass: whoever finds the model idle runs everything queued.
+"""Concurrent calls share one forward pass, and only a cheap forward runs on the event loop.
 
 A single image through the exported program costs far more in per-call overhead than in arithmetic,
 so when many clients call at once, one forward over all their images answers them for little more
-than the price of one. There is no batching thread and no timer: a caller that finds no forward
-running runs one itself, with every request queued by then (its own included), so a lone client
-waits for nothing but its own forward.
+than the price of one. There is no timer: a call that finds no forward running starts one at the
+loop's next turn, with every request queued by then (its own included), so a lone client waits for
+nothing but its own forward.
+
+Where the forward runs is measured, not configured. Handing it to a thread and back costs about as
+much as a one-layer model's whole forward, so a forward the same model has shown to be cheap for
+this many images runs on the loop itself; one that is slow, or whose model has not run yet, runs on
+the forward thread, so that the loop keeps answering health checks and taking calls meanwhile.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from service.predictor import PredictFn
 
+# The longest a forward may hold the event loop; longer ones go to the forward thread.
+LOOP_BUDGET_SECONDS = float(__import__("os").environ.get("LOOP_BUDGET", "0.002"))
+
 
 @dataclass
 class _Job:
+    predict: PredictFn  # the served version's, read once by the call: one version answers it
     images: np.ndarray  # (n, 784)
-    output: np.ndarray | None = None
-    error: BaseException | None = None
-    finished: bool = False
+    answer: asyncio.Future[np.ndarray]
 
 
-class CoalescingPredictor:
-    """A PredictFn that merges the images of concurrent calls into one call of `predict`."""
+class Forwards:
+    """Runs the server's forward passes: one at a time, each over the queued calls of one version."""
 
-    def __init__(self, predict: PredictFn, images_per_forward: int) -> None:
-        self._predict = predict
+    def __init__(self, images_per_forward: int, loop_budget: float = LOOP_BUDGET_SECONDS) -> None:
         self._limit = images_per_forward
-        self._cond = threading.Condition()
+        self._budget = loop_budget
         self._queue: list[_Job] = []
         self._running = False
+        self._drainer: asyncio.Task[None] | None = None
+        # Seconds per image of each version's last forward; only the last few versions are kept.
+        self._cost: dict[PredictFn, float] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        job = _Job(images)
-        with self._cond:
-            self._queue.append(job)
-            while not job.finished:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                self._running = True
-                batch = self._take()
-                self._cond.release()
-                try:
-                    self._run(batch)
-                finally:
-                    self._cond.acquire()
-                    self._running = False
-                    self._cond.notify_all()
-        if job.error is not None:
-            raise job.error
-        assert job.output is not None
-        return job.output
+    async def __call__(self, predict: PredictFn, images: np.ndarray) -> np.ndarray:
+        """predict(images), sharing the forward with other calls queued for the same version."""
+        loop = asyncio.get_running_loop()
+        job = _Job(predict, images, loop.create_future())
+        self._queue.append(job)
+        if not self._running:
+            # Its own task rather than this call's: a caller that goes away must not strand the queue.
+            # Held here, since the loop keeps only a weak reference to a task.
+            self._running = True
+            self._drainer = loop.create_task(self._drain())
+        return await job.answer
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    async def _drain(self) -> None:
+        try:
+            while batch := self._take():
+                await self._run(batch)
+        finally:
+            self._running = False
 
     def _take(self) -> list[_Job]:
-        """The oldest jobs, up to the image limit (always at least one)."""
+        """The oldest waiting jobs of one version, up to the image limit (always at least one); jobs
+        whose caller went away (cancelled, or past its deadline) are dropped unforwarded."""
+        self._queue = [job for job in self._queue if not job.answer.done()]
         batch: list[_Job] = []
         images = 0
-        while self._queue and (not batch or images + len(self._queue[0].images) <= self._limit):
-            job = self._queue.pop(0)
+        for job in self._queue:
+            if batch and (job.predict is not batch[0].predict or images + len(job.images) > self._limit):
+                break
             batch.append(job)
             images += len(job.images)
+        del self._queue[: len(batch)]
         return batch
 
-    def _run(self, batch: list[_Job]) -> None:
+    async def _run(self, batch: list[_Job]) -> None:
+        predict = batch[0].predict
         try:
             images = batch[0].images if len(batch) == 1 else np.concatenate([job.images for job in batch])
-            out = np.asarray(self._predict(images))
+            cost = self._cost.get(predict)
+            start = time.perf_counter()
+            if cost is not None and cost * len(images) <= self._budget:
+                out = np.asarray(predict(images))
+            else:
+                out = np.asarray(await asyncio.get_running_loop().run_in_executor(self._thread, predict, images))
+            self._remember(predict, (time.perf_counter() - start) / len(images))
             if out.shape[:1] != images.shape[:1]:
                 raise ValueError(f"expected {len(images)} outputs, got shape {out.shape}")
-            start = 0
-            for job in batch:
-                job.output = out[start : start + len(job.images)]
-                start += len(job.images)
         except Exception as err:  # every caller in the batch gets the error; the next batch is unaffected
             for job in batch:
-                job.error = err
-        finally:
-            for job in batch:
-                job.finished = True
+                if not job.answer.done():
+                    job.answer.set_exception(err)
+            return
+        start = 0
+        for job in batch:
+            if not job.answer.done():
+                job.answer.set_result(out[start : start + len(job.images)])
+            start += len(job.images)
+
+    def _remember(self, predict: PredictFn, seconds_per_image: float) -> None:
+        if predict not in self._cost and len(self._cost) >= 4:
+            self._cost.clear()
+        self._cost[predict] = seconds_per_image

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
@@ -11,8 +11,8 @@ from service.errors import InvalidInputError
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from service.pixels import check_batch_size, from_floats, from_uint8
-from service.predictor import Predictions, predict_digits
-from service.status import ModelSource, require_model, status_codes
+from service.predictor import Predictions, RunForward, predict_digits
+from service.status import ModelSource, require_model
 
 
 def image_array(image: pb.Image, what: str) -> np.ndarray:
@@ -38,38 +38,48 @@ def _messages(predictions: Predictions) -> list[pb.Prediction]:
 
 
 class ClassifierServicer(pb_grpc.ClassifierServicer):
-    def __init__(self, models: ModelSource, max_batch: int) -> None:
+    """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
+
+    def __init__(self, models: ModelSource, forward: RunForward, max_batch: int) -> None:
         self._models = models
+        self._forward = forward
         self._max_batch = max_batch
 
-    def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
-        with status_codes(context):
-            images = image_array(request.image, "image")
-            predictions = predict_digits(require_model(self._models, context), images)
+    async def Classify(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ClassifyResponse:
+        images = image_array(request.image, "image")
+        predictions = await predict_digits(self._forward, require_model(self._models), images)
         return pb.ClassifyResponse(prediction=_messages(predictions)[0], request_id=request.request_id)
 
-    def ClassifyBatch(
-        self, request: pb.ClassifyBatchRequest, context: grpc.ServicerContext
+    async def ClassifyBatch(
+        self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ClassifyBatchResponse:
-        with status_codes(context):
-            if not request.images:
-                raise InvalidInputError("images: empty batch; expected 1 or more images")
-            check_batch_size(len(request.images), self._max_batch)
-            images = np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)])
-            predictions = predict_digits(require_model(self._models, context), images)  # one version for all
+        if not request.images:
+            raise InvalidInputError("images: empty batch; expected 1 or more images")
+        check_batch_size(len(request.images), self._max_batch)
+        images = np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)])
+        model = require_model(self._models)  # one version for all
+        predictions = await predict_digits(self._forward, model, images)
         return pb.ClassifyBatchResponse(predictions=_messages(predictions), model_version=predictions.version)
 
-    def ClassifyStream(
-        self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.ClassifyResponse]:
-        for i, request in enumerate(request_iterator):
-            with status_codes(context):  # each message is answered by the version served when it arrives
-                images = image_array(request.image, f"message {i}: image")
-                predictions = predict_digits(require_model(self._models, context), images)
+    async def ClassifyStream(
+        self,
+        request_iterator: AsyncIterator[pb.ClassifyRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> AsyncIterator[pb.ClassifyResponse]:
+        i = 0
+        async for request in request_iterator:
+            images = image_array(request.image, f"message {i}: image")
+            # Each message is answered by the version served when it arrives.
+            predictions = await predict_digits(self._forward, require_model(self._models), images)
             yield pb.ClassifyResponse(prediction=_messages(predictions)[0], request_id=request.request_id)
+            i += 1
 
-    def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
-        model = require_model(self._models, context)  # UNAVAILABLE names a refused version while none is served
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ModelInfo:
+        model = require_model(self._models)  # UNAVAILABLE names a refused version while none is served
         info = pb.ModelInfo(
             name=model.name,
             alias=model.alias,

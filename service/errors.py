@@ -9,7 +9,10 @@ ValueError
 LookupError
 └── NotFoundError          a model name or version this server does not serve → NOT_FOUND
 RuntimeError
-└── ModelError             the served model failed on a request → INTERNAL, naming the version
+├── ModelError             the served model failed on a request → INTERNAL, naming the version
+└── NotServingError        no version is served yet → UNAVAILABLE, saying why
+
+service.status maps the last four to status codes, once, for every call.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class NotFoundError(LookupError):
 
 class ModelError(RuntimeError):
     """The served model failed on a request; the message names the version."""
+
+
+class NotServingError(RuntimeError):
+    """No version is served yet; the message says why (still looking, or which version was refused)."""
 
 
 def first_line(err: BaseException) -> str:

@@ -13,7 +13,6 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from service.batching import CoalescingPredictor
 from service.config import ServiceConfig
 from service.errors import ModelRefusedError, first_line
 from service.loading import load_program
@@ -133,8 +132,7 @@ class RegistryFollower:
             test_accuracy=float(tags.get("test_accuracy", "nan")),
             recipe=tags.get("recipe", ""),
             loaded_at=datetime.now(UTC),
-            # Concurrent calls share forward passes of at most max_batch images, the size smoke-tested.
-            predict=CoalescingPredictor(predict, self._config.max_batch),
+            predict=predict,
             ood_threshold=threshold,
         )
         previous, self._current = self._current, model

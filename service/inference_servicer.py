@@ -11,8 +11,8 @@ from service.errors import InvalidInputError, NotFoundError
 from service.generated.inference import grpc_predict_v2_pb2 as pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8
-from service.predictor import Predictions, ServedModel, predict_digits
-from service.status import ModelSource, require_model, status_codes
+from service.predictor import Predictions, RunForward, ServedModel, predict_digits
+from service.status import ModelSource, require_model
 
 INPUT = "image"
 INPUT_DATATYPES = ("FP32", "UINT8")
@@ -105,37 +105,44 @@ def _arrays(predictions: Predictions) -> dict[str, np.ndarray]:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, models: ModelSource, model_name: str, max_batch: int) -> None:
+    """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
+
+    def __init__(self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int) -> None:
         self._models = models
+        self._forward = forward
         self._name = model_name
         self._max_batch = max_batch
 
-    def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._models.current() is not None)
 
-    def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ModelReadyResponse:
         model = self._models.current()
-        with status_codes(context):
-            _check_name(request.name, self._name)
-            if model is not None:
-                _check_version(request.version, model)
+        _check_name(request.name, self._name)
+        if model is not None:
+            _check_version(request.version, model)
         return pb.ModelReadyResponse(ready=model is not None)
 
-    def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name="mnist37", version=package_version("mnist37"), extensions=[])
 
-    def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ModelMetadataResponse:
-        with status_codes(context):
-            _check_name(request.name, self._name)
-            model = require_model(self._models, context)
-            _check_version(request.version, model)
+        _check_name(request.name, self._name)
+        model = require_model(self._models)
+        _check_version(request.version, model)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=self._name,
@@ -146,14 +153,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensor(name=n, datatype=t, shape=[-1]) for n, t in outputs_of(model).items()],
         )
 
-    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
-        with status_codes(context):
-            _check_name(request.model_name, self._name)
-            images = request_images(request, self._max_batch)
-            model = require_model(self._models, context)  # the version checked is the version that answers
-            _check_version(request.model_version, model)
-            outputs = _requested(request, model)
-            predictions = predict_digits(model, images)
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ModelInferResponse:
+        _check_name(request.model_name, self._name)
+        images = request_images(request, self._max_batch)
+        model = require_model(self._models)  # the version checked is the version that answers
+        _check_version(request.model_version, model)
+        outputs = _requested(request, model)
+        predictions = await predict_digits(self._forward, model, images)
         arrays = _arrays(predictions)
         datatypes = outputs_of(model)
         response = pb.ModelInferResponse(model_name=self._name, model_version=predictions.version, id=request.id)

@@ -3,7 +3,7 @@ abstain, a score of how unlike a 3 or a 7 each image is."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +13,8 @@ from service.errors import ModelError, SmokeTestError, first_line
 
 # (N, 784) float32 in [0, 1] → (N,) p(three), or (N, 2) [p(three), ood score] from a model that abstains
 PredictFn = Callable[[np.ndarray], np.ndarray]
+# How the server runs a version's PredictFn on a call's images (service.batching.Forwards).
+RunForward = Callable[[PredictFn, np.ndarray], Awaitable[np.ndarray]]
 THREE, SEVEN = 3, 7
 
 
@@ -39,10 +41,10 @@ class Predictions:
     ood_score: np.ndarray | None = None  # (N,) float32, higher = less like a 3 or a 7
 
 
-def predict_digits(model: ServedModel, images: np.ndarray) -> Predictions:
+async def predict_digits(forward: RunForward, model: ServedModel, images: np.ndarray) -> Predictions:
     """images: (N, 784) float32 in [0, 1]; every answer comes from this one model version."""
     try:
-        out = np.asarray(model.predict(images), dtype=np.float32)
+        out = np.asarray(await forward(model.predict, images), dtype=np.float32)
     except Exception as err:
         failure = f"version {model.version} of {model.name} failed on {len(images)} images: {first_line(err)}"
         raise ModelError(failure) from err

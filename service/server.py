@@ -1,22 +1,29 @@
-"""Wires the servicers, health, reflection and metrics into one gRPC server, and runs it until SIGTERM."""
+"""Wires the servicers, health, reflection and metrics into one asyncio gRPC server, and runs it until SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# The stubs know only the thread-pool versions; these are the asyncio ones shipped beside them.
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # type: ignore[attr-defined]
 from prometheus_client import start_http_server
 
-from service.calls import CallGuard, CallPool
+from service.batching import Forwards
+from service.calls import CallGuard
 from service.classifier_servicer import ClassifierServicer
 from service.config import ServiceConfig
 from service.follower import RegistryFollower
@@ -29,6 +36,7 @@ from service.metrics import ServiceMetrics
 from service.predictor import ServedModel
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE_NAMES = (
     api_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
@@ -38,25 +46,97 @@ SERVICE_NAMES = (
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
-@dataclass
 class Service:
-    server: grpc.Server
-    port: int
-    follower: RegistryFollower
-    health: health.HealthServicer
-    metrics: ServiceMetrics
+    """The server, its registry follower and its health, with the event loop every call runs on.
 
-    def start(self) -> None:
-        self.server.start()
-        self.follower.start()
+    The loop has a thread of its own, so that the main thread stays free for signals (and tests for
+    their clients); the methods here are called from outside it and wait for what they ask of it."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.metrics = ServiceMetrics(config.model_name, config.alias)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
+        self._thread.start()
+        self.forwards = Forwards(config.max_batch)
+        self.follower = RegistryFollower(config, on_change=self._model_changed, on_refusal=self.metrics.refusal_changed)
+        self.guard = CallGuard(
+            self.metrics,
+            config.max_in_flight,
+            config.max_streams,
+            Path(config.token_file).read_text().strip() if config.token_file else "",
+        )
+        try:
+            self.server, self.health, self.port = self._on_loop(self._build(config))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    async def _build(self, config: ServiceConfig) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
+        # Both are made on the loop: each binds to the loop it is created on.
+        checks = health_aio.HealthServicer()
+        for name in ("", *SERVICE_NAMES):
+            await checks.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        server = grpc.aio.server(
+            interceptors=[self.guard],
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+            ],
+        )
+        api_grpc.add_ClassifierServicer_to_server(
+            ClassifierServicer(self.follower, self.forwards, config.max_batch), server
+        )
+        v2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+        _add_reflection(server)
+        address = f"{config.host}:{config.port}"
+        credentials = _credentials(config)
+        try:
+            port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise OSError(f"cannot bind gRPC to {address}: {err} (is another server using the port?)") from None
+        if port == 0:
+            raise OSError(f"cannot bind gRPC to {address} (is another server using the port?)")
+        return server, checks, port
+
+    def _model_changed(self, model: ServedModel) -> None:
+        """From the follower's thread: health turns SERVING on the loop, where its watchers live. Not
+        waited for, so that a follower never hangs on a loop that is shutting down."""
+        if not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._set_health(health_pb2.HealthCheckResponse.SERVING), self._loop)
+        self.metrics.model_changed(model)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    def start(self, follow: bool = True) -> None:
+        """Start answering calls and, unless told not to, following the alias."""
+        self._on_loop(self.server.start())
+        if follow:
+            self.follower.start()
 
     def shutdown(self, grace: float, drain: float = 0.0) -> None:
         """NOT_SERVING first; after `drain` seconds refuse new calls; in-flight ones finish within `grace`."""
-        self.health.enter_graceful_shutdown()
+        self._on_loop(self.health.enter_graceful_shutdown())
         drain = min(drain, grace)
         time.sleep(drain)  # still answering, so health checks can observe NOT_SERVING
-        self.server.stop(grace - drain).wait()
+        self._on_loop(self.server.stop(grace - drain))
         self.follower.stop()
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.forwards.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
@@ -67,10 +147,10 @@ def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-def _add_reflection(server: grpc.Server) -> None:
+def _add_reflection(server: grpc.aio.Server) -> None:
     # v1 is listed under its v1alpha name only: its descriptor is not in this process's pool.
     names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
-    servicer = reflection.ReflectionServicer(names)
+    servicer = reflection_aio.ReflectionServicer(names)  # type: ignore[attr-defined]  # the stubs take it for grpc.aio
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     info = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
@@ -84,43 +164,7 @@ def _add_reflection(server: grpc.Server) -> None:
 
 def create_service(config: ServiceConfig) -> Service:
     """Build the server bound to config.host:config.port (0 picks a free port); start() runs it."""
-    metrics = ServiceMetrics(config.model_name, config.alias)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    def on_model_changed(model: ServedModel) -> None:
-        for name in ("", *SERVICE_NAMES):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        metrics.model_changed(model)
-
-    follower = RegistryFollower(config, on_change=on_model_changed, on_refusal=metrics.refusal_changed)
-    token = Path(config.token_file).read_text().strip() if config.token_file else ""
-    pool = CallPool(max_workers=config.workers, thread_name_prefix="grpc")
-    server = grpc.server(
-        pool,
-        interceptors=[CallGuard(metrics, pool, config.max_in_flight, config.max_streams, token)],
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
-        ],
-    )
-    api_grpc.add_ClassifierServicer_to_server(ClassifierServicer(follower, config.max_batch), server)
-    v2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(follower, config.model_name, config.max_batch), server
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    _add_reflection(server)
-    address = f"{config.host}:{config.port}"
-    credentials = _credentials(config)
-    try:
-        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    except RuntimeError as err:
-        raise OSError(f"cannot bind gRPC to {address}: {err} (is another server using the port?)") from None
-    if port == 0:
-        raise OSError(f"cannot bind gRPC to {address} (is another server using the port?)")
-    return Service(server, port, follower, health_servicer, metrics)
+    return Service(config)
 
 
 def serve(config: ServiceConfig) -> int:
@@ -141,14 +185,14 @@ def serve(config: ServiceConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     service.start()
     logger.info(
-        "serving %s@%s from %s on %s:%d%s (metrics on %s)",
+        "serving %s@%s from %s on %s:%d%s (%s)",
         config.model_name,
         config.alias,
         config.tracking_uri,
         config.host,
         service.port,
         " with TLS" if config.tls_cert else "",
-        f"{config.metrics_host}:{config.metrics_port}" if config.metrics_port else "off",
+        f"metrics on {config.metrics_host}:{config.metrics_port}" if config.metrics_port else "metrics off",
     )
     # Wake every 0.2 s rather than block in one wait: Python runs signal handlers only on the main
     # thread, between bytecodes, and a wait with no timeout may not return when the kernel hands

@@ -1,15 +1,14 @@
-"""How every RPC reads the served model (once) and turns mistakes into gRPC status codes (one helper)."""
+"""How every RPC reads the served model (once), and which status code each of the service's errors
+becomes (one table, applied by the call guard to every call)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 import grpc
 
-from service.errors import InvalidInputError, ModelError, NotFoundError
+from service.errors import InvalidInputError, ModelError, NotFoundError, NotServingError
 from service.follower import Refusal
 from service.predictor import ServedModel
 
@@ -24,23 +23,25 @@ class ModelSource(Protocol):
     def refusal(self) -> Refusal | None: ...
 
 
-def require_model(source: ModelSource, context: grpc.ServicerContext) -> ServedModel:
-    """The served model, read once for the whole call; UNAVAILABLE, saying why, when there is none."""
+def require_model(source: ModelSource) -> ServedModel:
+    """The served model, read once for the whole call; NotServingError, saying why, when there is none."""
     model = source.current()
     if model is None:
-        context.abort(grpc.StatusCode.UNAVAILABLE, source.problem())
+        raise NotServingError(source.problem())
     return model
 
 
-@contextmanager
-def status_codes(context: grpc.ServicerContext) -> Iterator[None]:
-    """Client mistakes become INVALID_ARGUMENT or NOT_FOUND; a failing model INTERNAL, naming its version."""
-    try:
-        yield
-    except InvalidInputError as err:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-    except NotFoundError as err:
-        context.abort(grpc.StatusCode.NOT_FOUND, str(err))
-    except ModelError as err:
+def status_of(err: Exception) -> grpc.StatusCode | None:
+    """The status code a servicer's error becomes; None for a bug, which gRPC reports as UNKNOWN.
+
+    Client mistakes are INVALID_ARGUMENT or NOT_FOUND; a failing model INTERNAL, naming its version."""
+    if isinstance(err, InvalidInputError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(err, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(err, NotServingError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(err, ModelError):
         logger.error("%s", err)
-        context.abort(grpc.StatusCode.INTERNAL, str(err))
+        return grpc.StatusCode.INTERNAL
+    return None

@@ -115,7 +115,7 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
         summary["mnist37 (`python -m service`)"],
         summary["model alone, in-process"],
     )
-    assert "floor: grpcio, request parsed, fixed answer" in summary
+    assert {"floor: grpcio, request parsed, fixed answer", "floor: bare grpcio echo on grpc.aio"} <= set(summary)
     columns = [c for c in echo if c != "server"]
     assert_ratios_to_floor(list(summary.values())[:-1], echo, columns)
     assert_ratios_to_floor([alone], echo, columns[:3])
@@ -134,8 +134,9 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
     ]
     for name, axis, xs, rate, (x, in_summary) in sweeps:
         rows = found[name]
-        assert [int(r[axis]) for r in rows] == [x for x in xs for _ in range(3)]  # a row per server and point
-        for at in (rows[i : i + 3] for i in range(0, len(rows), 3)):
+        servers = 4  # the two echo floors, the fixed floor, the service
+        assert [int(r[axis]) for r in rows] == [x for x in xs for _ in range(servers)]  # a row per server and point
+        for at in (rows[i : i + servers] for i in range(0, len(rows), servers)):
             assert_ratios_to_floor(at, at[0], [rate, "p50", "p99"])
         for server in ("floor: bare grpcio echo", "mnist37 (`python -m service`)"):  # the summary's is the sweep's
             [point] = [r for r in rows if r[axis] == x and r["server"] == server]
@@ -161,7 +162,7 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
     assert targets["alias switch under load: zero failed calls"]["ratio"] == str(failed)
 
     results = json.loads(json_path.read_text())
-    assert results["recipe"] == "mlp" and set(results["servers"]) == {"echo", "fixed", "mnist37"}
+    assert results["recipe"] == "mlp" and set(results["servers"]) == {"echo", "echo-aio", "fixed", "mnist37"}
     assert f"{results['servers']['mnist37']['p50_ms']:.3f} ms" == ours["p50 single image"].split(" (")[0]
     assert [t["result"] for t in results["targets"]] == [row["result"] for row in targets.values()]
     assert png.read_bytes().startswith(b"\x89PNG")

@@ -98,13 +98,13 @@ def serving_fake(
     service = create_service(config_for(new_store(tmp_path), **overrides))
     model = ServedModel("mnist-3v7", "champion", "9", "", 1.0, "fake", datetime.now(UTC), predict)
     service.follower.current = lambda: model  # type: ignore[method-assign]
-    service.server.start()  # the follower is not started: the fake stays
+    service.start(follow=False)  # the fake stays
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
     try:
         yield service, channel
     finally:
         channel.close()
-        service.server.stop(0).wait()
+        service.shutdown(0)
 
 
 @pytest.fixture

@@ -1,27 +1,31 @@
-"""Concurrent calls share forward passes, and each caller still gets exactly its own answers."""
+"""Concurrent calls share forward passes, each caller still gets exactly its own answers from the
+version it read, and only forwards known to be cheap hold the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from service.batching import CoalescingPredictor
+from service.batching import Forwards
 
 
 class SlowRowIds:
-    """A model stand-in that answers each image's first pixel and records every forward's size;
-    the real exported models go through this path in the service tests."""
+    """A model stand-in that answers each image's first pixel and records every forward's size and
+    thread; the real exported models go through this path in the service tests."""
 
     def __init__(self, seconds: float = 0.005, fail_on: float | None = None) -> None:
         self.seconds = seconds
         self.fail_on = fail_on
         self.sizes: list[int] = []
+        self.threads: list[str] = []
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         self.sizes.append(len(images))
+        self.threads.append(threading.current_thread().name)
         time.sleep(self.seconds)  # long enough for other callers to queue up behind this forward
         if self.fail_on is not None and (images[:, 0] == self.fail_on).any():
             raise RuntimeError("model failed")
@@ -34,30 +38,15 @@ def _images(caller: int, n: int) -> np.ndarray:
     return images
 
 
-def _call_concurrently(predictor: CoalescingPredictor, callers: int, rows: int = 3) -> dict[int, object]:
-    results: dict[int, object] = {}
-    start = threading.Barrier(callers)
-
-    def call(caller: int) -> None:
-        start.wait()
-        try:
-            results[caller] = predictor(_images(caller, 1 + caller % rows))
-        except Exception as err:
-            results[caller] = err
-
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
+async def _call_concurrently(forwards: Forwards, model: SlowRowIds, callers: int, rows: int = 3) -> list[object]:
+    calls = [forwards(model, _images(k, 1 + k % rows)) for k in range(callers)]
+    return await asyncio.gather(*calls, return_exceptions=True)
 
 
 def test_each_concurrent_caller_gets_its_own_rows_from_fewer_forwards() -> None:
     model = SlowRowIds()
-    predictor = CoalescingPredictor(model, images_per_forward=1024)
-    results = _call_concurrently(predictor, callers=24)
-    for caller, out in results.items():
+    results = asyncio.run(_call_concurrently(Forwards(images_per_forward=1024), model, callers=24))
+    for caller, out in enumerate(results):
         assert np.array_equal(out, _images(caller, 1 + caller % 3)[:, 0]), caller  # type: ignore[arg-type]
     assert sum(model.sizes) == sum(1 + k % 3 for k in range(24))
     assert len(model.sizes) < 24  # callers shared forward passes
@@ -65,25 +54,81 @@ def test_each_concurrent_caller_gets_its_own_rows_from_fewer_forwards() -> None:
 
 def test_a_lone_caller_runs_its_own_forward_at_once() -> None:
     model = SlowRowIds(seconds=0)
-    predictor = CoalescingPredictor(model, images_per_forward=1024)
-    for k in range(5):
-        assert np.array_equal(predictor(_images(k, 2)), _images(k, 2)[:, 0])
+    forwards = Forwards(images_per_forward=1024)
+
+    async def one_at_a_time() -> None:
+        for k in range(5):
+            assert np.array_equal(await forwards(model, _images(k, 2)), _images(k, 2)[:, 0])
+
+    asyncio.run(one_at_a_time())
     assert model.sizes == [2] * 5
 
 
 def test_no_forward_exceeds_the_image_limit() -> None:
     model = SlowRowIds()
-    predictor = CoalescingPredictor(model, images_per_forward=4)
-    results = _call_concurrently(predictor, callers=16)
-    assert all(isinstance(out, np.ndarray) for out in results.values())
+    results = asyncio.run(_call_concurrently(Forwards(images_per_forward=4), model, callers=16))
+    assert all(isinstance(out, np.ndarray) for out in results)
     assert max(model.sizes) <= 4
+
+
+def test_calls_for_different_versions_never_share_a_forward() -> None:
+    old, new = SlowRowIds(), SlowRowIds()
+    forwards = Forwards(images_per_forward=1024)
+
+    async def mixed() -> list[object]:
+        calls = [forwards(old if k % 2 else new, _images(k, 1)) for k in range(12)]
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(mixed())
+    assert all(np.array_equal(out, _images(k, 1)[:, 0]) for k, out in enumerate(results))  # type: ignore[arg-type]
+    assert sum(old.sizes) == 6 and sum(new.sizes) == 6
 
 
 def test_an_error_reaches_the_callers_of_that_forward_and_not_the_next() -> None:
     model = SlowRowIds(seconds=0.05, fail_on=0.0)  # caller 0's first image
-    predictor = CoalescingPredictor(model, images_per_forward=1024)
-    results = _call_concurrently(predictor, callers=4)
-    assert isinstance(results[0], RuntimeError)
-    assert predictor(_images(7, 1))[0] == 700  # the next call is served
-    with pytest.raises(RuntimeError, match="model failed"):
-        predictor(_images(0, 1))
+    forwards = Forwards(images_per_forward=1024)
+
+    async def run() -> None:
+        results = await _call_concurrently(forwards, model, callers=4)
+        assert isinstance(results[0], RuntimeError)
+        assert (await forwards(model, _images(7, 1)))[0] == 700  # the next call is served
+        with pytest.raises(RuntimeError, match="model failed"):
+            await forwards(model, _images(0, 1))
+
+    asyncio.run(run())
+
+
+def test_a_caller_that_went_away_is_not_forwarded_and_the_queue_goes_on() -> None:
+    model = SlowRowIds(seconds=0.1)
+    forwards = Forwards(images_per_forward=1024)
+
+    async def run() -> None:
+        first = asyncio.ensure_future(forwards(model, _images(1, 1)))
+        await asyncio.sleep(0.02)  # the first forward is running
+        gone = asyncio.ensure_future(forwards(model, _images(2, 1)))
+        kept = asyncio.ensure_future(forwards(model, _images(3, 1)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        assert (await first)[0] == 100 and (await kept)[0] == 300
+
+    asyncio.run(run())
+    assert model.sizes == [1, 1]  # caller 2's image was never forwarded
+
+
+def test_only_a_forward_measured_as_cheap_runs_on_the_event_loop() -> None:
+    fast, slow = SlowRowIds(seconds=0), SlowRowIds(seconds=0.01)
+    forwards = Forwards(images_per_forward=1024, loop_budget=0.005)
+    loop_thread = ""
+
+    async def run() -> None:
+        nonlocal loop_thread
+        loop_thread = threading.current_thread().name
+        for model in (fast, slow):
+            for _ in range(3):
+                await forwards(model, _images(0, 1))
+        await forwards(slow, _images(0, 1))
+
+    asyncio.run(run())
+    assert fast.threads[0] != loop_thread  # not measured yet: off the loop
+    assert fast.threads[1:3] == [loop_thread] * 2  # measured as cheap
+    assert loop_thread not in slow.threads  # measured as slow

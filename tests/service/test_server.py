@@ -65,7 +65,7 @@ def test_tls_and_client_certificates(tmp_path: Path) -> None:
     tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key)}
     server_config = config_for(new_store(tmp_path), **tls)
     service = create_service(server_config)
-    service.server.start()
+    service.start(follow=False)
     target = f"localhost:{service.port}"
     try:
         with grpc.insecure_channel(target) as plain, pytest.raises(grpc.RpcError) as err:
@@ -77,10 +77,10 @@ def test_tls_and_client_certificates(tmp_path: Path) -> None:
         assert "no model loaded yet" in err.value.details()  # reached the service over TLS
         assert main(["--target", target, "--tls-ca", str(certs.ca), "health"]) == 1  # NOT_SERVING, over TLS
     finally:
-        service.server.stop(0).wait()
+        service.shutdown(0)
 
     mutual = create_service(config_for(new_store(tmp_path / "m"), tls_client_ca=str(certs.ca), **tls))
-    mutual.server.start()
+    mutual.start(follow=False)
     target = f"localhost:{mutual.port}"
     try:
         anonymous = grpc.ssl_channel_credentials(certs.ca.read_bytes())
@@ -90,13 +90,13 @@ def test_tls_and_client_certificates(tmp_path: Path) -> None:
         client = ["--tls-ca", str(certs.ca), "--tls-cert", str(certs.client_cert), "--tls-key", str(certs.client_key)]
         assert main(["--target", target, *client, "health"]) == 1  # reached, and NOT_SERVING
     finally:
-        mutual.server.stop(0).wait()
+        mutual.shutdown(0)
 
 
 def test_a_second_server_on_a_taken_port_fails_naming_the_port(tmp_path: Path) -> None:
     uri = new_store(tmp_path)
     first = create_service(config_for(uri))
-    first.server.start()
+    first.start(follow=False)
     try:
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "METRICS_PORT": "0"}
         result = subprocess.run(
@@ -109,7 +109,7 @@ def test_a_second_server_on_a_taken_port_fails_naming_the_port(tmp_path: Path) -
         assert result.returncode == 1
         assert f"cannot bind gRPC to 127.0.0.1:{first.port}" in result.stderr
     finally:
-        first.server.stop(0).wait()
+        first.shutdown(0)
 
 
 def test_reflection_answers_v1_and_v1alpha(tmp_path: Path) -> None:

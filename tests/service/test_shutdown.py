@@ -154,7 +154,7 @@ def _status(channel: grpc.Channel) -> str | None:
     [
         (["--port", "http"], "--port: expected int, got 'http'"),
         (["--poll-seconds", "0"], "--poll-seconds: expected a positive number, got 0.0"),
-        (["--max-streams", "16"], "--max-streams: expected fewer than the 16 workers, got 16"),
+        (["--max-streams", "0"], "--max-streams: expected a positive number, got 0"),
         (["--tls-cert", "server.pem"], "--tls-key/GRPC_TLS_KEY: TLS needs both a certificate and its key"),
         (["--token-file", "/no/such/token"], "--token-file: no such file: /no/such/token"),
         (["--tracking-uri", "sqlite:///no/such/mlflow.db"], "--tracking-uri/MLFLOW_TRACKING_URI: no SQLite store at"),
