@@ -2,14 +2,16 @@
 
 A single image through the exported program costs far more in per-call overhead than in arithmetic,
 so when many clients call at once, one forward over all their images answers them for little more
-than the price of one. There is no timer: a call that finds no forward running starts one at the
-loop's next turn, with every request queued by then (its own included), so a lone client waits for
-nothing but its own forward.
+than the price of one. There is no timer: a call that finds no forward running has its own forward
+at once, so a lone client waits for nothing but that; calls that arrive while a forward runs queue,
+and the next forward takes all of them (of one version, up to the image limit).
 
 Where the forward runs is measured, not configured. Handing it to a thread and back costs about as
-much as a one-layer model's whole forward, so a forward the same model has shown to be cheap for
-this many images runs on the loop itself; one that is slow, or whose model has not run yet, runs on
-the forward thread, so that the loop keeps answering health checks and taking calls meanwhile.
+much as a one-layer model's whole forward, so a forward the same version has shown to be that cheap
+for this many images runs on the loop itself, there and then; one that is slower, or whose version
+has not run yet, runs on the forward thread, so that the loop keeps answering health checks and
+reading calls, which queue to share the next forward. A cheap model therefore rarely coalesces: its
+forwards end before other calls can queue behind them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 
 from service.predictor import PredictFn
 
-# The longest a forward may hold the event loop; longer ones go to the forward thread.
-LOOP_BUDGET_SECONDS = float(__import__("os").environ.get("LOOP_BUDGET", "0.002"))
+# The longest a forward may hold the event loop; longer ones go to the forward thread. About what
+# the hand-over to that thread and back costs: a forward that holds the loop for longer keeps other
+# calls from being read, and so from queueing to share the next forward (bench/README.md).
+LOOP_BUDGET_SECONDS = 0.00025
 
 
 @dataclass
@@ -32,6 +36,12 @@ class _Job:
     predict: PredictFn  # the served version's, read once by the call: one version answers it
     images: np.ndarray  # (n, 784)
     answer: asyncio.Future[np.ndarray]
+
+
+def _checked(out: np.ndarray, images: np.ndarray) -> np.ndarray:
+    if out.shape[:1] != images.shape[:1]:
+        raise ValueError(f"expected {len(images)} outputs, got shape {out.shape}")
+    return out
 
 
 class Forwards:
@@ -49,6 +59,10 @@ class Forwards:
 
     async def __call__(self, predict: PredictFn, images: np.ndarray) -> np.ndarray:
         """predict(images), sharing the forward with other calls queued for the same version."""
+        if not self._running and self._cheap(predict, len(images)):
+            # Nothing is queued while no forward runs, so this call would be a batch of its own:
+            # it runs here and now, without the queue's task and future.
+            return self._forward(predict, images)
         loop = asyncio.get_running_loop()
         job = _Job(predict, images, loop.create_future())
         self._queue.append(job)
@@ -83,19 +97,29 @@ class Forwards:
         del self._queue[: len(batch)]
         return batch
 
+    def _cheap(self, predict: PredictFn, images: int) -> bool:
+        """Whether this version's last forward says this many images take no longer than the budget."""
+        cost = self._cost.get(predict)
+        return cost is not None and cost * images <= self._budget
+
+    def _forward(self, predict: PredictFn, images: np.ndarray) -> np.ndarray:
+        """A forward on the loop, timed."""
+        start = time.perf_counter()
+        out = np.asarray(predict(images))
+        self._remember(predict, (time.perf_counter() - start) / len(images))
+        return _checked(out, images)
+
     async def _run(self, batch: list[_Job]) -> None:
         predict = batch[0].predict
         try:
             images = batch[0].images if len(batch) == 1 else np.concatenate([job.images for job in batch])
-            cost = self._cost.get(predict)
-            start = time.perf_counter()
-            if cost is not None and cost * len(images) <= self._budget:
-                out = np.asarray(predict(images))
+            if self._cheap(predict, len(images)):
+                out = self._forward(predict, images)
             else:
+                start = time.perf_counter()
                 out = np.asarray(await asyncio.get_running_loop().run_in_executor(self._thread, predict, images))
-            self._remember(predict, (time.perf_counter() - start) / len(images))
-            if out.shape[:1] != images.shape[:1]:
-                raise ValueError(f"expected {len(images)} outputs, got shape {out.shape}")
+                self._remember(predict, (time.perf_counter() - start) / len(images))
+                out = _checked(out, images)
         except Exception as err:  # every caller in the batch gets the error; the next batch is unaffected
             for job in batch:
                 if not job.answer.done():
