@@ -187,3 +187,22 @@ def test_breakdown_accounts_for_the_whole_call(mnist_dir: str, tmp_path: Path) -
     assert all(p > 0 for p in p50s)
     steps = [number(row["step up"], " ms") for row in rungs[1:]]
     assert steps == pytest.approx([b - a for a, b in itertools.pairwise(p50s)], abs=0.0021)
+
+
+def test_versus_serves_each_revision_from_its_own_tree(mnist_dir: str, tmp_path: Path) -> None:
+    args = ("HEAD", ".", "--recipe", "mlp", "--epochs", "1", "--rounds", "1", "--seconds", "0.2", "--calls", "50")
+    done = bench("versus.py", tmp_path, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rounds, medians = tables(done.stdout)
+    assert [(row["revision"], row["round"]) for row in rounds] == [("HEAD", "1"), (".", "1")]
+    assert [row["revision"] for row in medians] == ["HEAD", "."]
+    for row in medians:  # one round: the medians are that round's figures
+        [measured] = [r for r in rounds if r["revision"] == row["revision"]]
+        assert all(row[column] == measured[column] for column in row)
+        p50, p99 = number(row["p50, one image"], " ms"), number(row["p99, one image"], " ms")
+        assert 0 < p50 <= p99 and number(row["req/s, 32 clients"], "") > 0
+
+
+def test_versus_refuses_zero_rounds(tmp_path: Path) -> None:
+    done = bench("versus.py", tmp_path, "HEAD", "--rounds", "0")
+    assert done.returncode == 2 and "--rounds: expected 1 or more, got 0" in done.stderr
