@@ -68,7 +68,15 @@ RULES = [
 OTHER = "anything else (the registry poll, other threads)"
 WAITING = "waiting"  # a thread parked on a queue, lock or poll: not time the call spends working
 # Innermost frames of threads that are parked, which py-spy cannot always tell from running ones here.
-PARKED = {("thread.py", "_worker"), ("_server.py", "_serve"), ("threading.py", "wait"), ("selectors.py", "select")}
+# A thread whose innermost Python frame is Thread.run runs native code: gRPC's aio poller, which waits
+# in the C core; what it does there is the C core's, counted below with what no Python frame shows.
+PARKED = {
+    ("thread.py", "_worker"),
+    ("_server.py", "_serve"),
+    ("threading.py", "wait"),
+    ("threading.py", "run"),
+    ("selectors.py", "select"),
+}
 # The ladder's rungs: bench/floors.py's kinds, then the service itself.
 RUNGS = [
     ("echo", "gRPC alone: the request's bytes echoed (floors.py echo --aio)"),

@@ -132,3 +132,23 @@ def test_only_a_forward_measured_as_cheap_runs_on_the_event_loop() -> None:
     assert fast.threads[0] != loop_thread  # not measured yet: off the loop
     assert fast.threads[1:3] == [loop_thread] * 2  # measured as cheap
     assert loop_thread not in slow.threads  # measured as slow
+
+
+def test_a_forward_on_the_thread_is_charged_its_own_time_not_the_hand_over() -> None:
+    fast = SlowRowIds(seconds=0)
+    forwards = Forwards(images_per_forward=1024, loop_budget=0.005)
+    loop_thread = ""
+
+    async def run() -> None:
+        nonlocal loop_thread
+        loop_thread = threading.current_thread().name
+        first = asyncio.ensure_future(forwards(fast, _images(0, 1)))  # not measured yet: to the thread
+        for _ in range(3):
+            await asyncio.sleep(0)  # the forward is handed to the thread
+        time.sleep(0.05)  # the loop is busy meanwhile, so the answer waits 50 ms to be taken back
+        await first
+        await forwards(fast, _images(0, 1))
+
+    asyncio.run(run())
+    assert fast.threads[0] != loop_thread
+    assert fast.threads[1] == loop_thread  # its own microseconds count, not the 50 ms wait
