@@ -211,7 +211,9 @@ class CallGuard(Interceptor):
                     failed = False
                 except Exception as err:
                     _set_status(err, context)
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, GeneratorExit):
+                    # Cancelled where it waits, or closed where it yields: gRPC stopped taking the
+                    # responses because the client went away.
                     gone = True
                     raise
                 finally:
