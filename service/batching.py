@@ -111,10 +111,9 @@ class Forwards:
         return cost is not None and cost * images <= self._budget
 
     def _forward(self, predict: PredictFn, images: np.ndarray) -> np.ndarray:
-        """A forward on the loop, timed."""
-        start = time.perf_counter()
-        out = np.asarray(predict(images))
-        self._remember(predict, (time.perf_counter() - start) / len(images))
+        """A forward on the loop."""
+        out, seconds = _timed(predict, images)
+        self._remember(predict, seconds / len(images))
         return _checked(out, images)
 
     async def _run(self, batch: list[_Job]) -> None:
