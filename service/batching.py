@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,6 +30,19 @@ from service.predictor import PredictFn
 # the hand-over to that thread and back costs: a forward that holds the loop for longer keeps other
 # calls from being read, and so from queueing to share the next forward (bench/README.md).
 LOOP_BUDGET_SECONDS = 0.00025
+
+
+# Requests of more images than this are decoded on a thread: turning a large request's repeated
+# float field into an array holds the interpreter for milliseconds, which on the loop would hold up
+# every call and health check behind it.
+DECODE_ON_LOOP_MAX_IMAGES = 64
+
+
+async def decoded(images: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
+    """decode() for a request that declares `images` images: on the loop if few, on a thread if many."""
+    if images <= DECODE_ON_LOOP_MAX_IMAGES:
+        return decode()
+    return await asyncio.to_thread(decode)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from service.metrics import ServiceMetrics
 from service.status import status_of
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+STREAM_END_WAIT_SECONDS = 0.02
 
 if TYPE_CHECKING:  # the stubs' generics; at run time these classes take no parameters
     Context = grpc.aio.ServicerContext[Any, Any]
@@ -136,15 +137,19 @@ class CallGuard(Interceptor):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"message {i}: {request.message}")
             yield request
             i += 1
-        # A client that cancels ends its requests as if it had closed them; the cancellation arrives
-        # from gRPC a moment later. Letting the loop turn first lets it reach this call, so that the
-        # call ends (and is counted) as cancelled rather than as answered.
-        await asyncio.sleep(0)
+        # A client that cancels, or vanishes, ends its requests as if it had closed them; gRPC tells
+        # of the cancellation a moment later, by cancelling this task. Waiting that moment before the
+        # answer is final lets the call end (and be counted) as cancelled rather than as answered, at
+        # the price of that moment at the end of each stream.
+        await asyncio.sleep(STREAM_END_WAIT_SECONDS)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:  # its requests ended because its deadline did
+            raise _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed")
 
     def _wrap(self, handler: Handler, path: str) -> Handler:
         service, _, method = path.strip("/").rpartition("/")
-        streaming = handler.request_streaming or handler.response_streaming
-        counted = service != HEALTH_SERVICE
+        counted = service != HEALTH_SERVICE  # health checks take no slot and are never turned away
+        limited = counted and (handler.request_streaming or handler.response_streaming)  # takes a stream slot
         guard = self
 
         def begin(request: Any, context: Context) -> Any:
@@ -152,7 +157,7 @@ class CallGuard(Interceptor):
             guard._admit(context, service)
             if isinstance(request, _Malformed):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-            if streaming:
+            if limited:
                 if guard.open_streams >= guard._max_streams:
                     raise _Refused(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -193,7 +198,7 @@ class CallGuard(Interceptor):
                 finally:
                     if slot:
                         guard.in_flight -= 1
-                    if admitted and streaming:
+                    if admitted and limited:
                         guard.open_streams -= 1
                     guard._metrics.observe(method, _final_code(context, failed, gone), time.perf_counter() - start)
 
@@ -219,7 +224,7 @@ class CallGuard(Interceptor):
                 finally:
                     if slot:
                         guard.in_flight -= 1
-                    if admitted:
+                    if admitted and limited:
                         guard.open_streams -= 1
                     guard._metrics.observe(method, _final_code(context, failed, gone), time.perf_counter() - start)
 

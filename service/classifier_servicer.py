@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 
+from service.batching import decoded
 from service.errors import InvalidInputError
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from service.pixels import check_batch_size, from_floats, from_uint8
+from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8
 from service.predictor import Predictions, RunForward, predict_digits
 from service.status import ModelSource, require_model
 
@@ -22,6 +23,8 @@ def image_array(image: pb.Image, what: str) -> np.ndarray:
         got = "both" if has_floats else "neither"
         raise InvalidInputError(f"{what}: set exactly one of floats (784 float32) or uint8 (784 bytes), got {got}")
     if has_floats:
+        if len(image.floats) != PIXELS:  # before converting them
+            raise InvalidInputError(f"{what}: expected {PIXELS} float32 pixels, got {len(image.floats)}")
         return from_floats(np.asarray(image.floats, dtype=np.float32), count=1, what=what)
     return from_uint8(image.uint8, count=1, what=what)
 
@@ -58,7 +61,10 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         if not request.images:
             raise InvalidInputError("images: empty batch; expected 1 or more images")
         check_batch_size(len(request.images), self._max_batch)
-        images = np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)])
+        images = await decoded(
+            len(request.images),
+            lambda: np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)]),
+        )
         model = require_model(self._models)  # one version for all
         predictions = await predict_digits(self._forward, model, images)
         return pb.ClassifyBatchResponse(predictions=_messages(predictions), model_version=predictions.version)

@@ -54,7 +54,7 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float, "time in-flight calls get to finish on SIGTERM"),
     "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float, "time NOT_SERVING is shown before the port closes"),
     "workers": ("--workers", "GRPC_WORKERS", int, "ignored: calls run on one event loop"),
-    "max_streams": ("--max-streams", "MAX_STREAMS", int, "open ClassifyStream calls; more get RESOURCE_EXHAUSTED"),
+    "max_streams": ("--max-streams", "MAX_STREAMS", int, "open streams but health Watch; more get RESOURCE_EXHAUSTED"),
     "max_in_flight": ("--max-in-flight", "MAX_IN_FLIGHT", int, "calls running or queued; more get RESOURCE_EXHAUSTED"),
     "tls_cert": ("--tls-cert", "GRPC_TLS_CERT", str, "PEM server certificate chain; with --tls-key turns TLS on"),
     "tls_key": ("--tls-key", "GRPC_TLS_KEY", str, "PEM private key of --tls-cert"),

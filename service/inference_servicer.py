@@ -7,6 +7,7 @@ from importlib.metadata import version as package_version
 import grpc
 import numpy as np
 
+from service.batching import decoded
 from service.errors import InvalidInputError, NotFoundError
 from service.generated.inference import grpc_predict_v2_pb2 as pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -41,6 +42,11 @@ def _batch_size(tensor: pb.ModelInferRequest.InferInputTensor, max_batch: int) -
     return shape[0]
 
 
+def _check_count(values: int, n: int, what: str, field: str) -> None:
+    if values != n * PIXELS:
+        raise InvalidInputError(f"{what}: [{n}, {PIXELS}] needs {n * PIXELS} values in contents.{field}, got {values}")
+
+
 def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
     """The request's `image` input as (N, 784) float32 in [0, 1]."""
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT:
@@ -65,6 +71,7 @@ def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
                 )
             values = np.frombuffer(raw[0], dtype="<f4")
         else:
+            _check_count(len(contents.fp32_contents), n, what, "fp32_contents")  # before converting them
             values = np.asarray(contents.fp32_contents, dtype=np.float32)
         return from_floats(values, count=n, what=what)
     if tensor.datatype == "UINT8":
@@ -74,6 +81,7 @@ def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
                     f"{what}: UINT8 [{n}, {PIXELS}] needs {n * PIXELS} raw bytes, got {len(raw[0])}"
                 )
             return from_uint8(raw[0], count=n, what=what)
+        _check_count(len(contents.uint_contents), n, what, "uint_contents")
         ints = np.asarray(contents.uint_contents, dtype=np.uint32)
         if ints.size and ints.max() > 255:
             raise InvalidInputError(f"{what}: UINT8 values must lie in [0, 255], got {int(ints.max())}")
@@ -157,7 +165,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ModelInferResponse:
         _check_name(request.model_name, self._name)
-        images = request_images(request, self._max_batch)
+        shape = list(request.inputs[0].shape) if len(request.inputs) == 1 else []
+        declared = shape[0] if len(shape) == 2 else 0  # checked by request_images
+        images = await decoded(declared, lambda: request_images(request, self._max_batch))
         model = require_model(self._models)  # the version checked is the version that answers
         _check_version(request.model_version, model)
         outputs = _requested(request, model)

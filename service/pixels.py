@@ -29,7 +29,7 @@ def from_floats(values: np.ndarray, count: int, what: str) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     if low < 0.0 or high > 1.0:
         raise InvalidInputError(
-            f"{what}: float32 pixels must lie in [0, 1], got values in [{low:g}, {high:g}] (send uint8 for 0..255)"
+            f"{what}: float32 pixels must lie in [0, 1], got values in [{low:.9g}, {high:.9g}] (send uint8 for 0..255)"
         )
     return values.astype(np.float32, copy=False).reshape(-1, PIXELS)
 

@@ -152,3 +152,21 @@ def test_a_forward_on_the_thread_is_charged_its_own_time_not_the_hand_over() -> 
     asyncio.run(run())
     assert fast.threads[0] != loop_thread
     assert fast.threads[1] == loop_thread  # its own microseconds count, not the 50 ms wait
+
+
+def test_a_request_of_many_images_is_decoded_off_the_event_loop() -> None:
+    from service.batching import DECODE_ON_LOOP_MAX_IMAGES, decoded
+
+    where: list[str] = []
+
+    def decode() -> np.ndarray:
+        where.append(threading.current_thread().name)
+        return np.zeros((1, 784), np.float32)
+
+    async def run() -> str:
+        await decoded(DECODE_ON_LOOP_MAX_IMAGES, decode)
+        await decoded(DECODE_ON_LOOP_MAX_IMAGES + 1, decode)
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(run())
+    assert where[0] == loop_thread and where[1] != loop_thread

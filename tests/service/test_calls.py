@@ -106,6 +106,39 @@ def test_a_cancelled_stream_is_counted_as_cancelled(tmp_path: Path) -> None:
         assert _count(service, "ClassifyStream", "UNKNOWN") == 0
 
 
+def test_health_watch_is_answered_while_every_stream_slot_is_taken(tmp_path: Path) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with serving_fake(tmp_path, half, max_streams=2) as (service, channel):
+        release = threading.Event()
+        stub = pb_grpc.ClassifierStub(channel)
+        streams = [stub.ClassifyStream(_idle(release), timeout=30) for _ in range(2)]
+        try:
+            wait_until(lambda: service.guard.open_streams == 2, 10, "both stream slots taken")
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=5)
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING  # the stand-in never serves
+            watch.cancel()
+            with pytest.raises(grpc.RpcError) as err:
+                next(stub.ClassifyStream(iter([ZERO]), timeout=5))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # a third ClassifyStream is not
+        finally:
+            release.set()
+            for s in streams:
+                s.cancel()
+
+
+def test_a_stream_whose_deadline_ends_it_is_counted_as_such(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half) as (service, channel):
+        release = threading.Event()
+        call = pb_grpc.ClassifierStub(channel).ClassifyStream(_idle(release), timeout=0.5)
+        with pytest.raises(grpc.RpcError) as err:
+            next(call)
+        release.set()
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_until(lambda: _count(service, "ClassifyStream", "DEADLINE_EXCEEDED") == 1, 10, "DEADLINE_EXCEEDED counted")
+        assert _count(service, "ClassifyStream", "OK") == 0
+
+
 def test_work_whose_deadline_passed_while_queued_is_not_started(tmp_path: Path) -> None:
     forwards: list[int] = []
 
