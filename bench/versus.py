@@ -31,8 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import TritonClient, batch_sweep, sequential, under_load  # noqa: E402
-from bench.serve import model_ready, started, test_images, train  # noqa: E402
+from bench.load import batch_sweep, sequential, under_load  # noqa: E402
+from bench.serve import model_ready, started, test_images, train, triton_at  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 COLUMNS = ("p50, one image", "p99, one image", "req/s, 32 clients", "p99, 32 clients", "images/s, 1024 per message")
@@ -50,15 +50,11 @@ def export(revision: str, into: Path) -> Path:
     return folder
 
 
-def measure(tree: Path, uri: str, args: argparse.Namespace) -> list[float]:
+def measure(tree: Path, uri: str, images: np.ndarray, args: argparse.Namespace) -> list[float]:
     port = free_port()
     # PYTHONPATH puts the exported `service` ahead of the working tree's, which is installed editable.
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(tree), "METRICS_PORT": "0"}
-    images = test_images()
-
-    def dial(batch: np.ndarray) -> TritonClient:
-        return TritonClient(port, batch)
-
+    dial = triton_at(port)
     with started([sys.executable, "-m", "service", "--port", str(port)], env, model_ready(port), tree):
         one = dial(images[:1])
         p50, p99 = sequential(one, args.calls)
@@ -85,6 +81,7 @@ def main() -> None:
     if args.rounds < 1:
         p.error(f"--rounds: expected 1 or more, got {args.rounds}")
     print(f"{os.cpu_count()} cores, model: {args.recipe}, load average {os.getloadavg()[0]:.2f} at the start\n")
+    images = test_images()
     with tempfile.TemporaryDirectory() as folder:
         store = Path(folder)
         trees = {revision: export(revision, store) for revision in args.revisions}
@@ -95,7 +92,7 @@ def main() -> None:
         print("| --- " * (len(COLUMNS) + 2) + "|")
         for k in range(args.rounds):
             for revision in args.revisions if k % 2 == 0 else args.revisions[::-1]:
-                figures = measure(trees[revision], uri, args)
+                figures = measure(trees[revision], uri, images, args)
                 runs[revision].append(figures)
                 print(f"| {revision} | {k + 1} | " + " | ".join(cells(figures)) + " |", flush=True)
     print(f"\nMedians over {args.rounds} rounds\n")

@@ -9,7 +9,8 @@ from service.errors import InvalidInputError
 PIXELS = 784
 
 
-def _check_size(size: int, count: int, what: str, kind: str) -> None:
+def check_size(size: int, count: int, what: str, kind: str) -> None:
+    """`size` values make `count` images of 784 pixels, or an error naming what came."""
     if size == 0:
         raise InvalidInputError(f"{what}: empty; expected {PIXELS} {kind} pixels per image")
     if size != count * PIXELS:
@@ -19,7 +20,7 @@ def _check_size(size: int, count: int, what: str, kind: str) -> None:
 
 def from_floats(values: np.ndarray, count: int, what: str) -> np.ndarray:
     """values: flat float32, `count`×784 of them, in [0, 1] → (count, 784) float32."""
-    _check_size(values.size, count, what, "float32")
+    check_size(values.size, count, what, "float32")
     finite = np.isfinite(values)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
@@ -37,7 +38,7 @@ def from_floats(values: np.ndarray, count: int, what: str) -> np.ndarray:
 def from_uint8(raw: bytes | np.ndarray, count: int, what: str) -> np.ndarray:
     """raw: `count`×784 bytes in [0, 255] → (count, 784) float32 in [0, 1]."""
     values = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes) else raw
-    _check_size(values.size, count, what, "uint8")
+    check_size(values.size, count, what, "uint8")
     return (values.astype(np.float32) / np.float32(255.0)).reshape(-1, PIXELS)
 
 

@@ -145,13 +145,13 @@ def test_a_forward_on_the_thread_is_charged_its_own_time_not_the_hand_over() -> 
         first = asyncio.ensure_future(forwards(fast, _images(0, 1)))  # not measured yet: to the thread
         for _ in range(3):
             await asyncio.sleep(0)  # the forward is handed to the thread
-        time.sleep(0.05)  # the loop is busy meanwhile, so the answer waits 50 ms to be taken back
+        time.sleep(0.05)  # the loop is busy meanwhile, so the answer waits far longer than the forward took
         await first
         await forwards(fast, _images(0, 1))
 
     asyncio.run(run())
     assert fast.threads[0] != loop_thread
-    assert fast.threads[1] == loop_thread  # its own microseconds count, not the 50 ms wait
+    assert fast.threads[1] == loop_thread  # its own time counts, not the wait to be taken back
 
 
 def test_a_request_of_many_images_is_decoded_off_the_event_loop() -> None:

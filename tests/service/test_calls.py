@@ -149,7 +149,7 @@ def test_work_whose_deadline_passed_while_queued_is_not_started(tmp_path: Path) 
 
     with serving_fake(tmp_path, slow) as (_, channel):
         stub = pb_grpc.ClassifierStub(channel)
-        busy = [stub.Classify.future(ZERO, timeout=10) for _ in range(2)]  # forwards busy for 0.5 s or more
+        busy = [stub.Classify.future(ZERO, timeout=10) for _ in range(2)]  # the slow forwards outlast the late call
         time.sleep(0.1)
         with pytest.raises(grpc.RpcError) as err:
             stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)), request_id="late"), timeout=0.2)
