@@ -107,7 +107,8 @@ class CallGuard(Interceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None:
+        if handler is None:  # gRPC answers UNIMPLEMENTED; counted under one label, whatever the path
+            self._metrics.unknown_method()
             return None
         path = handler_call_details.method
         # Wrapping a handler builds several closures; done once per method rather than once per call.

@@ -11,12 +11,13 @@ from service.batching import decoded
 from service.errors import InvalidInputError, NotFoundError
 from service.generated.inference import grpc_predict_v2_pb2 as pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8
+from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8, packed_floats
 from service.predictor import Predictions, RunForward, ServedModel, predict_digits
 from service.status import ModelSource, require_model
 
 INPUT = "image"
 INPUT_DATATYPES = ("FP32", "UINT8")
+CONTENTS_FIELDS = {"FP32": "fp32_contents", "UINT8": "uint_contents"}  # the protocol's field per datatype
 OUTPUTS = {"digit": "INT32", "p_three": "FP32"}
 ABSTAIN_OUTPUTS = {"known": "BOOL", "ood_score": "FP32"}  # only from versions that can abstain
 PLATFORM = "pytorch_torch_export"
@@ -47,6 +48,14 @@ def _check_count(values: int, n: int, what: str, field: str) -> None:
         raise InvalidInputError(f"{what}: [{n}, {PIXELS}] needs {n * PIXELS} values in contents.{field}, got {values}")
 
 
+def _check_contents_field(contents: pb.InferTensorContents, datatype: str, what: str) -> None:
+    """Typed contents are read from the one field of the input's datatype; any other set is a mistake."""
+    field = CONTENTS_FIELDS.get(datatype)
+    got = [f.name for f, _ in contents.ListFields()]
+    if field is not None and got != [field]:
+        raise InvalidInputError(f"{what}: {datatype} data goes in contents.{field} alone, got {got}")
+
+
 def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
     """The request's `image` input as (N, 784) float32 in [0, 1]."""
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT:
@@ -63,6 +72,8 @@ def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
     if raw and len(raw) != 1:
         raise InvalidInputError(f"expected 1 raw_input_contents entry (one per input), got {len(raw)}")
     what = f"input {INPUT!r}"
+    if has_contents:
+        _check_contents_field(contents, tensor.datatype, what)
     if tensor.datatype == "FP32":
         if raw:
             if len(raw[0]) != n * PIXELS * 4:
@@ -72,7 +83,7 @@ def request_images(request: pb.ModelInferRequest, max_batch: int) -> np.ndarray:
             values = np.frombuffer(raw[0], dtype="<f4")
         else:
             _check_count(len(contents.fp32_contents), n, what, "fp32_contents")  # before converting them
-            values = np.asarray(contents.fp32_contents, dtype=np.float32)
+            values = packed_floats(contents, "fp32_contents")
         return from_floats(values, count=n, what=what)
     if tensor.datatype == "UINT8":
         if raw:
@@ -101,6 +112,9 @@ def _requested(request: pb.ModelInferRequest, model: ServedModel) -> list[str]:
     if unknown:
         cannot = " (it cannot abstain)" if set(unknown) <= set(ABSTAIN_OUTPUTS) else ""
         raise InvalidInputError(f"unknown outputs {unknown}; version {model.version} has {list(available)}{cannot}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidInputError(f"expected each output requested at most once, got {repeated} more than once")
     return names
 
 

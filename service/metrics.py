@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from service.follower import Refusal
 from service.predictor import ServedModel
 
+UNKNOWN_METHOD = "unknown"  # the method label of calls to methods this server lacks, so paths add no labels
+
 
 class ServiceMetrics:
     def __init__(self, model_name: str, alias: str, registry: CollectorRegistry | None = None) -> None:
@@ -48,6 +50,10 @@ class ServiceMetrics:
         self.refused.clear()
         if refusal is not None:
             self.refused.labels(*self._labels, refusal.reason[:200]).set(float(refusal.version))
+
+    def unknown_method(self) -> None:
+        """A call to a method this server does not have: counted, but with no latency, since nothing ran."""
+        self.requests.labels(UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name).inc()
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         # Looking a labelled child up takes a lock and a few allocations; each is looked up once.

@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import numpy as np
+from google.protobuf.message import Message
 
 from service.errors import InvalidInputError
 
 PIXELS = 784
+LENGTH_DELIMITED = 2  # the protobuf wire type of a packed repeated field
+
+
+def packed_floats(message: Message, field: str) -> np.ndarray:
+    """A repeated float field, the only field set in `message`, as float32, read from the message's
+    wire bytes in one copy. Reading the field itself makes a Python float of every value, which for
+    a 1024-image request holds the interpreter for tens of milliseconds."""
+    set_fields = [f.name for f, _ in message.ListFields()]
+    if set_fields != [field]:
+        raise ValueError(f"expected only {field} set, got {set_fields}")
+    wire = message.SerializeToString()
+    # One packed field: its tag, the payload's length as a varint, then little-endian float32s.
+    tag = message.DESCRIPTOR.fields_by_name[field].number << 3 | LENGTH_DELIMITED
+    if tag > 0x7F or wire[0] != tag:
+        raise ValueError(f"expected {field} packed under the one-byte tag {tag}, got tag byte {wire[0]}")
+    length, shift, at = 0, 0, 1
+    while True:
+        byte = wire[at]
+        length |= (byte & 0x7F) << shift
+        shift, at = shift + 7, at + 1
+        if byte < 0x80:
+            break
+    if at + length != len(wire) or length % 4:
+        raise ValueError(f"expected {len(wire) - at} bytes of packed float32 after the tag, got a length of {length}")
+    return np.frombuffer(wire, dtype="<f4", offset=at)
 
 
 def check_size(size: int, count: int, what: str, kind: str) -> None:

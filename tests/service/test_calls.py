@@ -90,6 +90,24 @@ def test_malformed_bytes_are_invalid_argument_counted_and_the_next_call_is_serve
         assert stub.Classify(ZERO, timeout=5).prediction.digit == 3
 
 
+def test_unknown_methods_and_oversize_stream_messages_are_counted_not_ok(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half, max_message_bytes=100_000) as (service, channel):
+        for path in ["/mnist37.v1.Classifier/Nope", "/no.such.Service/Call"]:
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary(path, None, None)(b"", timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert _count(service, "unknown", "UNIMPLEMENTED") == 2
+        stream = channel.stream_stream("/mnist37.v1.Classifier/ClassifyStream", None, None)
+        with pytest.raises(grpc.RpcError) as err:
+            list(stream(iter([ZERO.SerializeToString(), bytes(200_000), ZERO.SerializeToString()]), timeout=5))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # gRPC ends such a stream below the handler, which sees its requests end and then its
+        # cancellation: the call is counted once, as cancelled, and never as answered.
+        wait_until(lambda: _count(service, "ClassifyStream", "CANCELLED") == 1, 10, "the stream counted")
+        assert _count(service, "ClassifyStream", "OK") == 0
+        assert pb_grpc.ClassifierStub(channel).Classify(ZERO, timeout=5).prediction.digit == 3
+
+
 def test_a_cancelled_stream_is_counted_as_cancelled(tmp_path: Path) -> None:
     with serving_fake(tmp_path, half) as (service, channel):
         release = threading.Event()

@@ -161,6 +161,18 @@ BAD_V2 = [
         "got 700",
     ),
     (
+        "contents field of another datatype",
+        _request(contents=pb.InferTensorContents(int_contents=[0] * 784)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "FP32 data goes in contents.fp32_contents alone, got ['int_contents']",
+    ),
+    (
+        "two contents fields",
+        _request(contents=pb.InferTensorContents(fp32_contents=[0.0] * 784, fp64_contents=[0.0] * 784)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "got ['fp32_contents', 'fp64_contents']",
+    ),
+    (
         "uint8 over 255",
         _request("UINT8", contents=pb.InferTensorContents(uint_contents=[256] * 784)),
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -195,6 +207,12 @@ BAD_V2 = [
         _request(raw_input_contents=[bytes(3136)], outputs=[{"name": "logits"}]),
         grpc.StatusCode.INVALID_ARGUMENT,
         "'logits'",
+    ),
+    (
+        "output twice",
+        _request(raw_input_contents=[bytes(3136)], outputs=[{"name": "digit"}, {"name": "digit"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "got ['digit'] more than once",
     ),
     (
         "two raw entries",

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from service.errors import InvalidInputError
-from service.pixels import check_batch_size, from_floats, from_uint8
+from service.generated.inference import grpc_predict_v2_pb2 as v2
+from service.generated.mnist37.v1 import classifier_pb2 as api
+from service.pixels import check_batch_size, from_floats, from_uint8, packed_floats
 
 
 def test_uint8_scales_to_unit_range() -> None:
@@ -37,3 +39,19 @@ def test_batch_limit() -> None:
     check_batch_size(8, 8)
     with pytest.raises(InvalidInputError, match="batch of 9 images is over this server's maximum of 8"):
         check_batch_size(9, 8)
+
+
+@pytest.mark.parametrize("count", [1, 31, 32, 784, 1024 * 784])  # lengths of one to four varint bytes
+def test_packed_floats_reads_the_field_exactly(count: int) -> None:
+    values = np.random.default_rng(count).random(count, dtype=np.float32)
+    parsed = v2.InferTensorContents.FromString(v2.InferTensorContents(fp32_contents=values).SerializeToString())
+    assert np.array_equal(packed_floats(parsed, "fp32_contents"), values)
+    image = api.Image(floats=values)
+    assert np.array_equal(packed_floats(image, "floats"), np.asarray(image.floats, np.float32))
+
+
+def test_packed_floats_refuses_a_message_with_other_fields() -> None:
+    with pytest.raises(ValueError, match=r"expected only floats set, got \['floats', 'uint8'\]"):
+        packed_floats(api.Image(floats=[0.5] * 784, uint8=bytes(784)), "floats")
+    with pytest.raises(ValueError, match=r"got \[\]"):
+        packed_floats(api.Image(), "floats")
