@@ -10,8 +10,10 @@ registry that every revision serves. Rounds alternate the order of the revisions
 that slows down or speeds up during the run weighs on each alike. Each server gets, from unmodified
 `tritonclient.grpc` clients in this process over loopback: single-image latency one call at a time
 (p50, p99 of --calls), 32 clients sending single images (requests/s, p99), and one client sending
-1024-image messages (images/s), each load --seconds long after a quarter as much to ramp up. Prints
-a Markdown table of every round, then each revision's medians.
+1024-image messages (images/s); then, from plain grpcio clients, 16 clients sending 1024-image
+messages as typed contents (fp32_contents) rather than raw bytes (images/s), while a health Check
+every 10 ms on a channel of its own is timed (p99). Each load is --seconds long after a quarter as
+much to ramp up. Prints a Markdown table of every round, then each revision's medians.
 """
 
 from __future__ import annotations
@@ -31,11 +33,20 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import batch_sweep, sequential, under_load  # noqa: E402
+from bench.load import ContentsClient, batch_sweep, health_checks, percentiles, sequential, under_load  # noqa: E402
 from bench.serve import model_ready, started, test_images, train, triton_at  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
-COLUMNS = ("p50, one image", "p99, one image", "req/s, 32 clients", "p99, 32 clients", "images/s, 1024 per message")
+COLUMNS = (
+    "p50, one image",
+    "p99, one image",
+    "req/s, 32 clients",
+    "p99, 32 clients",
+    "images/s, 1024 per message",
+    "images/s, 16 clients, 1024 as contents",
+    "health p99 meanwhile",
+)
+CONTENTS_CLIENTS = 16
 
 
 def export(revision: str, into: Path) -> Path:
@@ -61,12 +72,29 @@ def measure(tree: Path, uri: str, images: np.ndarray, args: argparse.Namespace) 
         one.close()
         crowd = under_load(dial, images[:1], 32, args.seconds)
         [large] = batch_sweep(dial, images, [1024], args.seconds)
-    return [p50, p99, crowd.per_s, crowd.p99_ms, large.per_s]
+        health: list[float] = []
+        typed = under_load(
+            lambda batch: ContentsClient(port, batch),
+            images[:1024],
+            CONTENTS_CLIENTS,
+            args.seconds,
+            meanwhile=health_checks(port, health),
+        )
+    _, health_p99 = percentiles(health)
+    return [p50, p99, crowd.per_s, crowd.p99_ms, large.per_s, typed.per_s * 1024, health_p99]
 
 
 def cells(figures: list[float]) -> list[str]:
-    p50, p99, per_s, crowd_p99, images = figures
-    return [f"{p50:.3f} ms", f"{p99:.3f} ms", f"{per_s:,.0f}", f"{crowd_p99:.1f} ms", f"{images:,.0f}"]
+    p50, p99, per_s, crowd_p99, images, typed, health_p99 = figures
+    return [
+        f"{p50:.3f} ms",
+        f"{p99:.3f} ms",
+        f"{per_s:,.0f}",
+        f"{crowd_p99:.1f} ms",
+        f"{images:,.0f}",
+        f"{typed:,.0f}",
+        f"{health_p99:.1f} ms",
+    ]
 
 
 def main() -> None:

@@ -201,6 +201,8 @@ def test_versus_serves_each_revision_from_its_own_tree(mnist_dir: str, tmp_path:
         assert all(row[column] == measured[column] for column in row)
         p50, p99 = number(row["p50, one image"], " ms"), number(row["p99, one image"], " ms")
         assert 0 < p50 <= p99 and number(row["req/s, 32 clients"], "") > 0
+        assert number(row["images/s, 16 clients, 1024 as contents"], "") > 0
+        assert number(row["health p99 meanwhile"], " ms") > 0
 
 
 def test_versus_refuses_zero_rounds(tmp_path: Path) -> None:
