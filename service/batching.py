@@ -12,6 +12,9 @@ for this many images runs on the loop itself, there and then; one that is slower
 has not run yet, runs on the forward thread, so that the loop keeps answering health checks and
 reading calls, which queue to share the next forward. A cheap model therefore rarely coalesces: its
 forwards end before other calls can queue behind them.
+
+A forward of a few images runs on one torch thread, wherever it runs: torch's second intra-op
+thread sleeps between calls, and waking it costs more than the share of so little work it takes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from service.predictor import PredictFn
 
@@ -30,6 +34,12 @@ from service.predictor import PredictFn
 # the hand-over to that thread and back costs: a forward that holds the loop for longer keeps other
 # calls from being read, and so from queueing to share the next forward (bench/README.md).
 LOOP_BUDGET_SECONDS = 0.00025
+
+
+# Forwards of this many images or fewer run on one torch thread; larger ones on torch's default
+# number. Measured with the CNN in the service (bench/README.md): one thread took a single image's
+# p50 from about 1.38 to 1.17 ms and left 32 clients' requests/s as they were.
+ONE_THREAD_MAX_IMAGES = 16
 
 
 # Requests of more images than this are decoded on a thread: turning a large request's repeated
@@ -52,9 +62,15 @@ class _Job:
     answer: asyncio.Future[np.ndarray]
 
 
-def _timed(predict: PredictFn, images: np.ndarray) -> tuple[np.ndarray, float]:
-    """predict(images) and the seconds it took, timed where it runs: the hand-over to the thread
-    is not the forward's cost, and counting it would keep a cheap version off the loop for good."""
+def _timed(predict: PredictFn, images: np.ndarray, threads: int) -> tuple[np.ndarray, float]:
+    """predict(images) on `threads` torch threads, and the seconds it took, timed where it runs: the
+    hand-over to the thread is not the forward's cost, and counting it would keep a cheap version off
+    the loop for good."""
+    # The setting is the calling thread's own, where the forward's parallel work starts. It is left
+    # as set, and changed only when a forward needs the other count: changing it back after every
+    # forward measured slower than leaving it.
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     out = np.asarray(predict(images))
     return out, time.perf_counter() - start
@@ -78,6 +94,7 @@ class Forwards:
         # Seconds per image of each version's last forward; only the last few versions are kept.
         self._cost: dict[PredictFn, float] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self._threads = torch.get_num_threads()  # torch's default, or what OMP_NUM_THREADS says
 
     async def __call__(self, predict: PredictFn, images: np.ndarray) -> np.ndarray:
         """predict(images), sharing the forward with other calls queued for the same version."""
@@ -124,9 +141,12 @@ class Forwards:
         cost = self._cost.get(predict)
         return cost is not None and cost * images <= self._budget
 
+    def _torch_threads(self, images: int) -> int:
+        return 1 if images <= ONE_THREAD_MAX_IMAGES else self._threads
+
     def _forward(self, predict: PredictFn, images: np.ndarray) -> np.ndarray:
         """A forward on the loop."""
-        out, seconds = _timed(predict, images)
+        out, seconds = _timed(predict, images, self._torch_threads(len(images)))
         self._remember(predict, seconds / len(images))
         return _checked(out, images)
 
@@ -138,7 +158,8 @@ class Forwards:
                 out = self._forward(predict, images)
             else:
                 loop = asyncio.get_running_loop()
-                out, seconds = await loop.run_in_executor(self._thread, _timed, predict, images)
+                threads = self._torch_threads(len(images))
+                out, seconds = await loop.run_in_executor(self._thread, _timed, predict, images, threads)
                 self._remember(predict, seconds / len(images))
                 out = _checked(out, images)
         except Exception as err:  # every caller in the batch gets the error; the next batch is unaffected

@@ -154,6 +154,36 @@ def test_a_forward_on_the_thread_is_charged_its_own_time_not_the_hand_over() -> 
     assert fast.threads[1] == loop_thread  # its own time counts, not the wait to be taken back
 
 
+def test_a_forward_of_a_few_images_runs_on_one_torch_thread_wherever_it_runs() -> None:
+    import torch
+
+    from service.batching import ONE_THREAD_MAX_IMAGES
+
+    default = torch.get_num_threads()
+    seen: list[tuple[str, int, int]] = []
+
+    def model(images: np.ndarray) -> np.ndarray:
+        seen.append((threading.current_thread().name, len(images), torch.get_num_threads()))
+        return images[:, 0].copy()
+
+    async def run() -> None:
+        forwards = Forwards(images_per_forward=1024)
+        for n in (1, 1, ONE_THREAD_MAX_IMAGES, ONE_THREAD_MAX_IMAGES + 1):  # the first is unmeasured: the thread
+            await forwards(model, _images(0, n))
+
+    try:
+        asyncio.run(run())
+    finally:
+        torch.set_num_threads(default)  # forwards on this test's loop set this thread's own count
+    main = threading.current_thread().name
+    assert [(where == main, n, threads) for where, n, threads in seen] == [
+        (False, 1, 1),
+        (True, 1, 1),
+        (True, ONE_THREAD_MAX_IMAGES, 1),
+        (True, ONE_THREAD_MAX_IMAGES + 1, default),
+    ]
+
+
 def test_a_request_of_many_images_is_decoded_off_the_event_loop() -> None:
     from service.batching import DECODE_ON_LOOP_MAX_IMAGES, decoded
 
