@@ -37,14 +37,15 @@ LOOP_BUDGET_SECONDS = 0.00025
 
 
 # Forwards of this many images or fewer run on one torch thread; larger ones on torch's default
-# number. Measured with the CNN in the service (bench/README.md): one thread took a single image's
-# p50 from about 1.38 to 1.17 ms and left 32 clients' requests/s as they were.
+# number. Measured with the CNN in the service: one thread lowered a single image's latency and left
+# many clients' requests/s as they were; a whole service on one thread loses large batches' speed
+# (bench/README.md).
 ONE_THREAD_MAX_IMAGES = 16
 
 
-# Requests of more images than this are decoded on a thread: turning a large request's repeated
-# float field into an array holds the interpreter for milliseconds, which on the loop would hold up
-# every call and health check behind it.
+# Requests of more images than this are decoded on a thread: checking a large request's pixels, or
+# converting its typed integer contents, holds the interpreter for milliseconds, which on the loop
+# would hold up every call and health check behind it.
 DECODE_ON_LOOP_MAX_IMAGES = 64
 
 
