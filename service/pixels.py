@@ -19,7 +19,7 @@ def packed_floats(message: Message, field: str) -> np.ndarray:
     if set_fields != [field]:
         raise ValueError(f"expected only {field} set, got {set_fields}")
     wire = message.SerializeToString()
-    # One packed field: its tag, the payload's length as a varint, then little-endian float32s.
+    # One packed field: its tag, the payload's length as a varint, then the values, little-endian.
     tag = message.DESCRIPTOR.fields_by_name[field].number << 3 | LENGTH_DELIMITED
     if tag > 0x7F or wire[0] != tag:
         raise ValueError(f"expected {field} packed under the one-byte tag {tag}, got tag byte {wire[0]}")
