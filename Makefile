@@ -4,8 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
-# Tests read MNIST from the shared offline copy unless MNIST_DATA_DIR says otherwise.
-TEST_ENV := MNIST_DATA_DIR=$${MNIST_DATA_DIR:-$(abspath ../shared/data)}
 
 .PHONY: help venv check test test-fast lint protos run bench clean
 
@@ -34,23 +32,23 @@ lint: $(STAMP)
 
 ## test: lint, types and the whole suite (slow end-to-end tests included), as CI runs it
 test: lint
-	$(TEST_ENV) $(BIN)/pytest -q
+	$(BIN)/pytest -q
 
 ## check: the same as test: format, lint, types and every test
 check: test
 
 ## test-fast: the same without the slow end-to-end tests
 test-fast: lint
-	$(TEST_ENV) $(BIN)/pytest -q -m 'not slow'
+	$(BIN)/pytest -q -m 'not slow'
 
 ## run: train the default recipe (or RECIPE=...) if the alias is empty, then serve it and the MLflow UI
 run: $(STAMP)
 	$(PY) -m service.launcher $(if $(RECIPE),--recipe $(RECIPE))
 
-## bench: bench/train.py, then bench/serve.py (without the MLServer comparison); see bench/README.md
+## bench: bench.train, then bench.serve (without the MLServer comparison); see bench/README.md
 bench: $(STAMP)
-	$(TEST_ENV) $(PY) bench/train.py
-	$(TEST_ENV) $(PY) bench/serve.py
+	$(PY) -m bench.train
+	$(PY) -m bench.serve
 
 ## clean: remove .venv and the tools' caches
 clean:

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from service.follower import load_predictor  # noqa: E402
+from service.loading import load_predictor  # noqa: E402
 from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
 
 

@@ -8,14 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
-import torch
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from service.config import ServiceConfig
 from service.errors import ModelRefusedError, first_line
-from service.loading import load_program
+from service.loading import load_predictor
 from service.predictor import PredictFn, ServedModel, smoke_test
 
 logger = logging.getLogger(__name__)
@@ -27,21 +25,6 @@ class Refusal:
 
     version: str
     reason: str
-
-
-def load_predictor(location: str, tracking_uri: str) -> tuple[PredictFn, float | None]:
-    """The checked pt2 program at `location` as a PredictFn, and its abstention threshold if it has one."""
-    program = load_program(location, tracking_uri)
-    module = program.module
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        if not images.flags.writeable:  # decoded straight from the request buffer; torch wants writable memory
-            images = images.copy()
-        with torch.inference_mode():
-            out: np.ndarray = module(torch.from_numpy(images)).numpy()
-        return out
-
-    return predict, program.ood_threshold
 
 
 class RegistryFollower:

@@ -18,12 +18,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from service.errors import ModelRefusedError, UntrustedModelError, first_line
+from service.predictor import PredictFn
 
 PROGRAM = "data/model.pt2"
 # What `mlflow.pytorch.log_model(..., serialization_format="pt2")` writes, and nothing else.
@@ -243,3 +245,18 @@ def load_program(location: str, tracking_uri: str) -> Program:
     # repeats what decoding has already checked, on every call.
     module.validate_inputs = False  # type: ignore[assignment]  # a plain attribute, which torch reads
     return Program(module, threshold)
+
+
+def load_predictor(location: str, tracking_uri: str) -> tuple[PredictFn, float | None]:
+    """The checked pt2 program at `location` as a PredictFn, and its abstention threshold if it has one."""
+    program = load_program(location, tracking_uri)
+    module = program.module
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        if not images.flags.writeable:  # decoded straight from the request buffer; torch wants writable memory
+            images = images.copy()
+        with torch.inference_mode():
+            out: np.ndarray = module(torch.from_numpy(images)).numpy()
+        return out
+
+    return predict, program.ood_threshold

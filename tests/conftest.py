@@ -7,25 +7,38 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from trainer.config import DEFAULT_DATA_DIR
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+def mnist_folder(environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Where the tests read MNIST, and whether they may download it there: MNIST_DATA_DIR as it is,
+    else ./data in the checkout, the folder `make run` reads (and downloads into) too."""
+    given = environ.get("MNIST_DATA_DIR")
+    return (Path(given), False) if given else (REPO / DEFAULT_DATA_DIR, True)
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Iterator[str]:
-    """MNIST_DATA_DIR, else the offline copy beside the repository; set for the session's processes
-    and restored when the session ends."""
-    path = os.environ.get("MNIST_DATA_DIR") or str(REPO.parent / "shared" / "data")
-    if not (Path(path) / "MNIST" / "raw").is_dir():
+    """The folder holding MNIST/raw, fetched first when it is the default one and empty; set as
+    MNIST_DATA_DIR for the session's processes and restored when the session ends."""
+    path, download = mnist_folder(os.environ)
+    if download and not (path / "MNIST" / "raw").is_dir():
+        from trainer.data import load_dataset
+
+        load_dataset(path, 0, download=True)  # the trainer's own download, as `make run` does it
+    if not (path / "MNIST" / "raw").is_dir():
         pytest.fail(f"MNIST not found at {path}: set MNIST_DATA_DIR to a folder holding MNIST/raw")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MNIST_DATA_DIR", path)
-        yield path
+        patch.setenv("MNIST_DATA_DIR", str(path))
+        yield str(path)
 
 
 def new_store(folder: Path) -> str:

@@ -6,10 +6,12 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, mnist_folder
+from trainer.config import parse_config
 
 MAKEFILE = (REPO / "Makefile").read_text()
 
@@ -46,3 +48,14 @@ def test_make_check_runs_format_lint_types_and_the_whole_suite() -> None:
 def test_make_help_lists_every_phony_target() -> None:
     listed = _make("help")
     assert {line.split(":")[0] for line in listed.splitlines()} == set(_phony())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_make_test_reads_mnist_where_make_run_does() -> None:
+    """No folder outside the checkout: without MNIST_DATA_DIR the tests use (and download into) ./data,
+    the trainer's own default, which `make run` uses from the checkout."""
+    planned = _make("-n", "test")
+    assert "MNIST_DATA_DIR" not in planned and "shared" not in planned, planned
+    assert mnist_folder({}) == (REPO / parse_config([], environ={}).data_dir, True)
+    assert parse_config([], environ={}).download
+    assert mnist_folder({"MNIST_DATA_DIR": "/srv/mnist"}) == (Path("/srv/mnist"), False)
