@@ -1,10 +1,4 @@
-"""One interceptor in front of every call: the token, the limits on calls and streams, spent deadlines,
-malformed messages, the service's errors as status codes, and each call's code and latency in the
-metrics.
-
-Every call runs on the server's one event loop, so the counts below need no lock: nothing else
-touches them, and no other call runs between a check and the update that follows it.
-"""
+"""The call guard: one interceptor that admits, limits, maps errors and counts every call."""
 
 from __future__ import annotations
 
@@ -13,12 +7,14 @@ import hmac
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from service.errors import status_of
 from service.metrics import ServiceMetrics
-from service.status import status_of
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 STREAM_END_WAIT_SECONDS = 0.02
@@ -88,9 +84,29 @@ def _set_status(err: Exception, context: Context) -> None:
     context.set_details(message)
 
 
+@dataclass(frozen=True)
+class _Method:
+    service: str
+    name: str  # as the metrics label it
+    counted: bool  # takes a call slot; health checks take none and are never turned away
+    limited: bool  # a stream of ours: takes a stream slot too
+    request_streaming: bool
+
+
+@dataclass
+class _Held:
+    """The slots one call has taken, given back when it ends."""
+
+    call: bool = False
+    stream: bool = False
+
+
 class CallGuard(Interceptor):
     """Wraps each handler; health checks need no token and are never turned away, so orchestrators can
-    probe a locked or full server."""
+    probe a locked or full server.
+
+    Every call runs on the server's one event loop, so the counts need no lock: no other call runs
+    between a check and the update that follows it."""
 
     def __init__(self, metrics: ServiceMetrics, max_in_flight: int, max_streams: int, token: str = "") -> None:
         self._metrics = metrics
@@ -111,15 +127,26 @@ class CallGuard(Interceptor):
             self._metrics.unknown_method()
             return None
         path = handler_call_details.method
-        # Wrapping a handler builds several closures; done once per method rather than once per call.
+        # A wrapped handler is built once per method rather than once per call.
         cached = self._wrapped.get(path)
         if cached is None or cached[0] is not handler:
             cached = (handler, self._wrap(handler, path))
             self._wrapped[path] = cached
         return cached[1]
 
-    def _admit(self, context: Context, service: str) -> None:
-        if self._authorization and service != HEALTH_SERVICE:
+    def _admit(self, request: Any, context: Context, method: _Method, held: _Held) -> Any:
+        """Take a call slot, check the token and the deadline, refuse a malformed request, and take a
+        stream slot last, once nothing else can refuse the call; the request to hand the handler."""
+        if method.counted:
+            if self.in_flight >= self._max_in_flight:
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{self._max_in_flight} calls are running or queued, this server's limit (--max-in-flight); "
+                    "try again later",
+                )
+            self.in_flight += 1
+            held.call = True
+        if self._authorization and method.service != HEALTH_SERVICE:
             sent = dict(context.invocation_metadata() or ()).get("authorization", "")
             sent_bytes = sent.encode() if isinstance(sent, str) else sent
             if not hmac.compare_digest(sent_bytes, self._authorization):
@@ -130,6 +157,40 @@ class CallGuard(Interceptor):
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before it started")
+        if isinstance(request, _Malformed):
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        if method.limited:
+            if self.open_streams >= self._max_streams:
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{self._max_streams} streams are open, this server's limit (--max-streams); try again later",
+                )
+            self.open_streams += 1
+            held.stream = True
+        return self._checked(request, context) if method.request_streaming else request
+
+    @asynccontextmanager
+    async def _accounted(self, context: Context, method: _Method) -> AsyncIterator[_Held]:
+        """Around one call: its error as a status (a bug is re-raised), its slots given back, and its
+        final code and latency observed, whether it was answered, refused, failed or abandoned."""
+        start, failed, gone = time.perf_counter(), True, False
+        held = _Held()
+        try:
+            yield held
+            failed = False
+        except Exception as err:
+            _set_status(err, context)
+        except (asyncio.CancelledError, GeneratorExit):
+            # Cancelled where it waits, or closed where it yields: gRPC stopped the call because the
+            # client went away.
+            gone = True
+            raise
+        finally:
+            if held.call:
+                self.in_flight -= 1
+            if held.stream:
+                self.open_streams -= 1
+            self._metrics.observe(method.name, _final_code(context, failed, gone), time.perf_counter() - start)
 
     async def _checked(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         i = 0
@@ -147,103 +208,44 @@ class CallGuard(Interceptor):
         if remaining is not None and remaining <= 0:  # its requests ended because its deadline did
             raise _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed")
 
+    def _unary(self, behavior: Callable[..., Awaitable[Any]], method: _Method) -> Callable[..., Awaitable[Any]]:
+        async def wrapped(request: Any, context: Context) -> Any:
+            async with self._accounted(context, method) as held:
+                return await behavior(self._admit(request, context, method, held), context)
+            return None  # refused or failed: the status is on the context
+
+        return wrapped
+
+    def _stream(
+        self, behavior: Callable[..., AsyncIterator[Any]], method: _Method
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
+            async with self._accounted(context, method) as held:
+                async for response in behavior(self._admit(request, context, method, held), context):
+                    yield response
+
+        return wrapped
+
     def _wrap(self, handler: Handler, path: str) -> Handler:
-        service, _, method = path.strip("/").rpartition("/")
-        counted = service != HEALTH_SERVICE  # health checks take no slot and are never turned away
-        limited = counted and (handler.request_streaming or handler.response_streaming)  # takes a stream slot
-        guard = self
-
-        def begin(request: Any, context: Context) -> Any:
-            """Admit the call or refuse it; a stream takes its slot last, once nothing else can refuse it."""
-            guard._admit(context, service)
-            if isinstance(request, _Malformed):
-                raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-            if limited:
-                if guard.open_streams >= guard._max_streams:
-                    raise _Refused(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"{guard._max_streams} streams are open, this server's limit (--max-streams); try again later",
-                    )
-                guard.open_streams += 1
-            return guard._checked(request, context) if handler.request_streaming else request
-
-        def enter() -> bool:
-            """Take a call slot, or refuse the call when every slot is taken; health checks take none."""
-            if not counted:
-                return False
-            if guard.in_flight >= guard._max_in_flight:
-                raise _Refused(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"{guard._max_in_flight} calls are running or queued, this server's limit (--max-in-flight); "
-                    "try again later",
-                )
-            guard.in_flight += 1
-            return True
-
-        def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            async def wrapped(request: Any, context: Context) -> Any:
-                start, failed, gone, slot, admitted = time.perf_counter(), True, False, False, False
-                try:
-                    slot = enter()
-                    request = begin(request, context)
-                    admitted = True
-                    response = await behavior(request, context)
-                    failed = False
-                    return response
-                except Exception as err:
-                    _set_status(err, context)
-                    return None
-                except asyncio.CancelledError:
-                    gone = True
-                    raise
-                finally:
-                    if slot:
-                        guard.in_flight -= 1
-                    if admitted and limited:
-                        guard.open_streams -= 1
-                    guard._metrics.observe(method, _final_code(context, failed, gone), time.perf_counter() - start)
-
-            return wrapped
-
-        def stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-            async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
-                start, failed, gone, slot, admitted = time.perf_counter(), True, False, False, False
-                try:
-                    slot = enter()
-                    request = begin(request, context)
-                    admitted = True
-                    async for response in behavior(request, context):
-                        yield response
-                    failed = False
-                except Exception as err:
-                    _set_status(err, context)
-                except (asyncio.CancelledError, GeneratorExit):
-                    # Cancelled where it waits, or closed where it yields: gRPC stopped taking the
-                    # responses because the client went away.
-                    gone = True
-                    raise
-                finally:
-                    if slot:
-                        guard.in_flight -= 1
-                    if admitted and limited:
-                        guard.open_streams -= 1
-                    guard._metrics.observe(method, _final_code(context, failed, gone), time.perf_counter() - start)
-
-            return wrapped
-
+        service, _, name = path.strip("/").rpartition("/")
+        counted = service != HEALTH_SERVICE
+        streaming = handler.request_streaming or handler.response_streaming
+        method = _Method(service, name, counted, counted and streaming, handler.request_streaming)
         kwargs = {
             "request_deserializer": _parsing(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method), **kwargs)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method), **kwargs)
         # A streaming handler either yields its responses or, as health's Watch does, writes them to
         # the context from a coroutine; each is wrapped in the same kind.
         behavior: Any = handler.unary_stream or handler.stream_stream  # the stubs type them synchronous
         assert behavior is not None
-        wrapped = unary(behavior) if inspect.iscoroutinefunction(behavior) else stream(behavior)
+        wrapped = (
+            self._unary(behavior, method) if inspect.iscoroutinefunction(behavior) else self._stream(behavior, method)
+        )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(wrapped, **kwargs)
         return grpc.stream_stream_rpc_method_handler(wrapped, **kwargs)

@@ -7,13 +7,11 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 
-from service.batching import decoded
 from service.errors import InvalidInputError
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from service.pixels import check_batch_size, from_floats, from_uint8, packed_floats
-from service.predictor import Predictions, RunForward, predict_digits
-from service.status import ModelSource, require_model
+from service.pixels import check_batch_size, decoded, from_floats, from_uint8, packed_floats
+from service.predictor import ModelSource, Predictions, RunForward, predict_digits, require_model
 
 
 def image_array(image: pb.Image, what: str) -> np.ndarray:

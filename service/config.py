@@ -29,8 +29,6 @@ class ServiceConfig:
     # Time between health turning NOT_SERVING and the port closing, so health checkers and load
     # balancers see the service leave before its connections are refused; counted inside the grace.
     drain_seconds: float = 1.0
-    # Ignored: every call runs on one event loop. Kept so that deployments that set it still start.
-    workers: int = 16
     max_streams: int = 8
     max_in_flight: int = 64
     tls_cert: str = ""
@@ -53,7 +51,6 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int, "largest gRPC message either way"),
     "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float, "time in-flight calls get to finish on SIGTERM"),
     "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float, "time NOT_SERVING is shown before the port closes"),
-    "workers": ("--workers", "GRPC_WORKERS", int, "ignored: calls run on one event loop"),
     "max_streams": ("--max-streams", "MAX_STREAMS", int, "open streams but health Watch; more get RESOURCE_EXHAUSTED"),
     "max_in_flight": ("--max-in-flight", "MAX_IN_FLIGHT", int, "calls running or queued; more get RESOURCE_EXHAUSTED"),
     "tls_cert": ("--tls-cert", "GRPC_TLS_CERT", str, "PEM server certificate chain; with --tls-key turns TLS on"),
@@ -91,7 +88,7 @@ def _check(config: ServiceConfig, source: dict[str, str]) -> None:
     """Relations between settings and files they name; each message names one setting."""
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"{source['port']}: expected 0..65535, got {config.port}")
-    for name in ("poll_seconds", "max_batch", "workers", "max_streams", "max_in_flight"):
+    for name in ("poll_seconds", "max_batch", "max_streams", "max_in_flight"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{source[name]}: expected a positive number, got {getattr(config, name)}")
     if bool(config.tls_cert) != bool(config.tls_key):

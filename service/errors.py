@@ -1,4 +1,4 @@
-"""The service's exceptions, and how each reaches a client or the log.
+"""The service's exceptions, and the status code each becomes when it reaches a client.
 
 ValueError
 ├── ConfigError            a setting the service cannot start with; exit 2 naming it (config.py)
@@ -12,10 +12,16 @@ RuntimeError
 ├── ModelError             the served model failed on a request → INTERNAL, naming the version
 └── NotServingError        no version is served yet → UNAVAILABLE, saying why
 
-service.status maps the last four to status codes, once, for every call.
+status_of maps the last four to status codes, once, for every call (the call guard applies it).
 """
 
 from __future__ import annotations
+
+import logging
+
+import grpc
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -53,3 +59,19 @@ class NotServingError(RuntimeError):
 def first_line(err: BaseException) -> str:
     """An exception's first line, for messages and logs that must stay one line long."""
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def status_of(err: Exception) -> grpc.StatusCode | None:
+    """The status code a servicer's error becomes; None for a bug, which gRPC reports as UNKNOWN.
+
+    Client mistakes are INVALID_ARGUMENT or NOT_FOUND; a failing model INTERNAL, naming its version."""
+    if isinstance(err, InvalidInputError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(err, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(err, NotServingError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(err, ModelError):
+        logger.error("%s", err)
+        return grpc.StatusCode.INTERNAL
+    return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import numpy as np
 from google.protobuf.message import Message
 
@@ -71,3 +74,16 @@ def from_uint8(raw: bytes | np.ndarray, count: int, what: str) -> np.ndarray:
 def check_batch_size(n: int, max_batch: int) -> None:
     if n > max_batch:
         raise InvalidInputError(f"batch of {n} images is over this server's maximum of {max_batch}")
+
+
+# Requests of more images than this are decoded on a thread: checking a large request's pixels, or
+# converting its typed integer contents, holds the interpreter for milliseconds, which on the loop
+# would hold up every call and health check behind it.
+DECODE_ON_LOOP_MAX_IMAGES = 64
+
+
+async def decoded(images: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
+    """decode() for a request that declares `images` images: on the loop if few, on a thread if many."""
+    if images <= DECODE_ON_LOOP_MAX_IMAGES:
+        return decode()
+    return await asyncio.to_thread(decode)

@@ -1,19 +1,22 @@
-"""A served model: its registry identity and a plain function from images to p(three) and, if it can
-abstain, a score of how unlike a 3 or a 7 each image is."""
+"""The served model, the one way a call reads it, and prediction as a plain function on arrays."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from service.errors import ModelError, SmokeTestError, first_line
+from service.errors import ModelError, NotServingError, SmokeTestError, first_line
+
+if TYPE_CHECKING:  # the follower imports this module
+    from service.follower import Refusal
 
 # (N, 784) float32 in [0, 1] → (N,) p(three), or (N, 2) [p(three), ood score] from a model that abstains
 PredictFn = Callable[[np.ndarray], np.ndarray]
-# How the server runs a version's PredictFn on a call's images (service.batching.Forwards).
+# How the server runs a version's PredictFn on a call's images (service.forwards.ForwardBatcher).
 RunForward = Callable[[PredictFn, np.ndarray], Awaitable[np.ndarray]]
 THREE, SEVEN = 3, 7
 
@@ -30,6 +33,22 @@ class ServedModel:
     predict: PredictFn
     # Scores above it mean "neither 3 nor 7"; None for a version that cannot abstain.
     ood_threshold: float | None = None
+
+
+class ModelSource(Protocol):
+    """What the servicers see of the registry follower."""
+
+    def current(self) -> ServedModel | None: ...
+    def problem(self) -> str: ...
+    def refusal(self) -> Refusal | None: ...
+
+
+def require_model(source: ModelSource) -> ServedModel:
+    """The served model, read once for the whole call; NotServingError, saying why, when there is none."""
+    model = source.current()
+    if model is None:
+        raise NotServingError(source.problem())
+    return model
 
 
 @dataclass(frozen=True)

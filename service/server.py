@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
-import threading
-import time
-from collections.abc import Coroutine
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,11 +16,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # type: ignore[attr-defined]
 from prometheus_client import start_http_server
 
-from service.batching import Forwards
 from service.calls import CallGuard
 from service.classifier_servicer import ClassifierServicer
 from service.config import ServiceConfig
 from service.follower import RegistryFollower
+from service.forwards import ForwardBatcher
 from service.generated.inference import grpc_predict_v2_pb2 as v2_pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as api_pb
@@ -36,7 +30,6 @@ from service.metrics import ServiceMetrics
 from service.predictor import ServedModel
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SERVICE_NAMES = (
     api_pb.DESCRIPTOR.services_by_name["Classifier"].full_name,
@@ -47,17 +40,14 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 class Service:
-    """The server, its registry follower and its health, with the event loop every call runs on.
-
-    The loop has a thread of its own, so that the main thread stays free for signals (and tests for
-    their clients); the methods here are called from outside it and wait for what they ask of it."""
+    """The gRPC server, its health, the registry follower and the forward batcher. Made, started and
+    stopped on the event loop that runs it; only the follower's thread and the forward thread work
+    off that loop."""
 
     def __init__(self, config: ServiceConfig) -> None:
+        self._loop = asyncio.get_running_loop()  # grpc.aio's server and health bind to it
         self.metrics = ServiceMetrics(config.model_name, config.alias)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
-        self._thread.start()
-        self.forwards = Forwards(config.max_batch)
+        self.forwards = ForwardBatcher(config.max_batch)
         self.follower = RegistryFollower(config, on_change=self._model_changed, on_refusal=self.metrics.refusal_changed)
         self.guard = CallGuard(
             self.metrics,
@@ -65,21 +55,8 @@ class Service:
             config.max_streams,
             Path(config.token_file).read_text().strip() if config.token_file else "",
         )
-        try:
-            self.server, self.health, self.port = self._on_loop(self._build(config))
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
-
-    async def _build(self, config: ServiceConfig) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
-        # Both are made on the loop: each binds to the loop it is created on.
-        checks = health_aio.HealthServicer()
-        for name in ("", *SERVICE_NAMES):
-            await checks.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        server = grpc.aio.server(
+        self.health = health_aio.HealthServicer()
+        self.server = grpc.aio.server(
             interceptors=[self.guard],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -88,55 +65,54 @@ class Service:
             ],
         )
         api_grpc.add_ClassifierServicer_to_server(
-            ClassifierServicer(self.follower, self.forwards, config.max_batch), server
+            ClassifierServicer(self.follower, self.forwards, config.max_batch), self.server
         )
         v2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch), server
+            InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch), self.server
         )
-        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-        _add_reflection(server)
-        address = f"{config.host}:{config.port}"
-        credentials = _credentials(config)
-        try:
-            port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-        except RuntimeError as err:
-            raise OSError(f"cannot bind gRPC to {address}: {err} (is another server using the port?)") from None
-        if port == 0:
-            raise OSError(f"cannot bind gRPC to {address} (is another server using the port?)")
-        return server, checks, port
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        _add_reflection(self.server)
+        self.port = _bind(self.server, config)
 
     def _model_changed(self, model: ServedModel) -> None:
-        """From the follower's thread: health turns SERVING on the loop, where its watchers live. Not
-        waited for, so that a follower never hangs on a loop that is shutting down."""
+        """The follower's thread hands a new model's SERVING to the loop, where health's watchers live.
+        Not waited for, so that a follower never hangs on a loop that is shutting down."""
+        self.metrics.model_changed(model)
         if not self._loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._set_health(health_pb2.HealthCheckResponse.SERVING), self._loop)
-        self.metrics.model_changed(model)
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, status)
 
-    def start(self, follow: bool = True) -> None:
-        """Start answering calls and, unless told not to, following the alias."""
-        self._on_loop(self.server.start())
+    async def start(self, follow: bool = True) -> None:
+        """NOT_SERVING until a model loads; start answering calls and, unless told not to, following the alias."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
         if follow:
             self.follower.start()
 
-    def shutdown(self, grace: float, drain: float = 0.0) -> None:
+    async def stop(self, grace: float, drain: float = 0.0) -> None:
         """NOT_SERVING first; after `drain` seconds refuse new calls; in-flight ones finish within `grace`."""
-        self._on_loop(self.health.enter_graceful_shutdown())
+        await self.health.enter_graceful_shutdown()
         drain = min(drain, grace)
-        time.sleep(drain)  # still answering, so health checks can observe NOT_SERVING
-        self._on_loop(self.server.stop(grace - drain))
-        self.follower.stop()
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
+        await asyncio.sleep(drain)  # still answering, so health checks can observe NOT_SERVING
+        await self.server.stop(grace - drain)
+        await asyncio.to_thread(self.follower.stop)  # it may be mid-poll
         self.forwards.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
+
+
+def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
+    """Bind config.host:config.port (0 picks a free port), with TLS when configured; the port bound."""
+    address = f"{config.host}:{config.port}"
+    credentials = _credentials(config)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise OSError(f"cannot bind gRPC to {address}: {err} (is another server using the port?)") from None
+    if port == 0:
+        raise OSError(f"cannot bind gRPC to {address} (is another server using the port?)")
+    return port
 
 
 def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
@@ -162,28 +138,23 @@ def _add_reflection(server: grpc.aio.Server) -> None:
     )
 
 
-def create_service(config: ServiceConfig) -> Service:
-    """Build the server bound to config.host:config.port (0 picks a free port); start() runs it."""
-    return Service(config)
-
-
 def serve(config: ServiceConfig) -> int:
-    """Run until SIGTERM or SIGINT, then drain and return 0."""
-    service = create_service(config)
+    """Run on this thread's event loop until SIGTERM or SIGINT, then drain and return 0."""
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: ServiceConfig) -> int:
+    service = Service(config)
     if config.metrics_port:
         try:
             start_http_server(config.metrics_port, addr=config.metrics_host, registry=service.metrics.registry)
         except OSError as err:
             raise OSError(f"cannot bind metrics to {config.metrics_host}:{config.metrics_port}: {err}") from None
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        logger.info("received %s; draining for up to %.0fs", signal.Signals(signum).name, config.grace_seconds)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stopping, signum, stop, config.grace_seconds)
+    await service.start()
     logger.info(
         "serving %s@%s from %s on %s:%d%s (%s)",
         config.model_name,
@@ -194,14 +165,12 @@ def serve(config: ServiceConfig) -> int:
         " with TLS" if config.tls_cert else "",
         f"metrics on {config.metrics_host}:{config.metrics_port}" if config.metrics_port else "metrics off",
     )
-    # Wake every 0.2 s rather than block in one wait: Python runs signal handlers only on the main
-    # thread, between bytecodes, and a wait with no timeout may not return when the kernel hands
-    # the signal to one of gRPC's threads.
-    while not stop.wait(0.2):
-        pass
-    service.shutdown(config.grace_seconds, config.drain_seconds)
+    await stop.wait()
+    await service.stop(config.grace_seconds, config.drain_seconds)
     logger.info("stopped")
-    # Nothing is left to clean up; collecting torch's and MLflow's objects at exit would only delay
-    # the exit that orchestrators wait for.
-    gc.freeze()
     return 0
+
+
+def _stopping(signum: int, stop: asyncio.Event, grace: float) -> None:
+    logger.info("received %s; draining for up to %.0fs", signal.Signals(signum).name, grace)
+    stop.set()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import mlflow
@@ -18,12 +21,56 @@ from mlflow import MlflowClient
 
 from service.config import ServiceConfig
 from service.predictor import ServedModel
-from service.server import Service, create_service
+from service.server import Service
 from tests.conftest import new_store, wait_until
 from trainer.cli import run
 from trainer.config import parse_config
 
 MODEL = "mnist-3v7"
+T = TypeVar("T")
+
+
+class BackgroundService:
+    """The Service on an event loop of its own thread, so that a test's blocking gRPC clients can run
+    on the main thread (`python -m service` runs that loop on its main thread instead)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-service-loop", daemon=True)
+        self._thread.start()
+        try:
+            self.service = self._on_loop(self._made(config))
+        except BaseException:
+            self._close()
+            raise
+        self.port, self.follower, self.metrics, self.guard = (
+            self.service.port,
+            self.service.follower,
+            self.service.metrics,
+            self.service.guard,
+        )
+
+    @staticmethod
+    async def _made(config: ServiceConfig) -> Service:
+        return Service(config)
+
+    def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def start(self, follow: bool = True) -> None:
+        self._on_loop(self.service.start(follow))
+
+    def shutdown(self, grace: float, drain: float = 0.0) -> None:
+        try:
+            self._on_loop(self.service.stop(grace, drain))
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 @dataclass(frozen=True)
@@ -79,8 +126,8 @@ def health_status(channel: grpc.Channel, service: str = "") -> str:
 
 
 @contextmanager
-def running(config: ServiceConfig) -> Iterator[tuple[Service, grpc.Channel]]:
-    service = create_service(config)
+def running(config: ServiceConfig) -> Iterator[tuple[BackgroundService, grpc.Channel]]:
+    service = BackgroundService(config)
     service.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
     try:
@@ -93,9 +140,9 @@ def running(config: ServiceConfig) -> Iterator[tuple[Service, grpc.Channel]]:
 @contextmanager
 def serving_fake(
     tmp_path: Path, predict: Callable[[np.ndarray], np.ndarray], **overrides: object
-) -> Iterator[tuple[Service, grpc.Channel]]:
+) -> Iterator[tuple[BackgroundService, grpc.Channel]]:
     """A real server whose model is `predict` as version 9, for isolating the call path from the registry."""
-    service = create_service(config_for(new_store(tmp_path), **overrides))
+    service = BackgroundService(config_for(new_store(tmp_path), **overrides))
     model = ServedModel("mnist-3v7", "champion", "9", "", 1.0, "fake", datetime.now(UTC), predict)
     service.follower.current = lambda: model  # type: ignore[method-assign]
     service.start(follow=False)  # the fake stays
@@ -108,7 +155,7 @@ def serving_fake(
 
 
 @pytest.fixture
-def served(registry: Registry) -> Iterator[tuple[Service, grpc.Channel]]:
+def served(registry: Registry) -> Iterator[tuple[BackgroundService, grpc.Channel]]:
     """A server on @champion = the first good version, already SERVING."""
     set_alias(registry.uri, registry.good)
     with running(config_for(registry.uri, max_batch=64)) as (service, channel):

@@ -10,10 +10,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from service.server import Service
-from tests.service.conftest import Registry, health_status
+from tests.service.conftest import BackgroundService, Registry, health_status
 
-Served = tuple[Service, grpc.Channel]
+Served = tuple[BackgroundService, grpc.Channel]
 
 
 def test_classify_batch_stream_and_model_info(served: Served, registry: Registry, test_images: tuple) -> None:

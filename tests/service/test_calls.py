@@ -20,9 +20,8 @@ from service.generated.inference import grpc_predict_v2_pb2 as v2
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from service.metrics import ServiceMetrics
-from service.server import Service
 from tests.conftest import wait_until
-from tests.service.conftest import health_status, serving_fake
+from tests.service.conftest import BackgroundService, health_status, serving_fake
 
 ZERO = pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)))
 
@@ -31,7 +30,7 @@ def half(images: np.ndarray) -> np.ndarray:
     return np.full(len(images), 0.5, np.float32)
 
 
-def _count(service: Service, method: str, code: str) -> float:
+def _count(service: BackgroundService, method: str, code: str) -> float:
     value = service.metrics.registry.get_sample_value("mnist37_grpc_requests_total", {"method": method, "code": code})
     return value or 0.0
 

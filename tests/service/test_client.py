@@ -11,9 +11,9 @@ from PIL import Image
 
 from service.client.cli import main
 from service.client.images import mnist_style
-from service.server import Service
+from tests.service.conftest import BackgroundService
 
-Served = tuple[Service, grpc.Channel]
+Served = tuple[BackgroundService, grpc.Channel]
 
 
 def _as_photo(pixels: np.ndarray, path: Path) -> None:

@@ -20,10 +20,9 @@ from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from service.predictor import ServedModel
-from service.server import create_service
 from tests.conftest import new_store
 from tests.service.certificates import make_certificates
-from tests.service.conftest import config_for, serving_fake
+from tests.service.conftest import BackgroundService, config_for, serving_fake
 
 ZERO = pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)))
 
@@ -64,7 +63,7 @@ def test_tls_and_client_certificates(tmp_path: Path) -> None:
     certs = make_certificates(tmp_path)
     tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key)}
     server_config = config_for(new_store(tmp_path), **tls)
-    service = create_service(server_config)
+    service = BackgroundService(server_config)
     service.start(follow=False)
     target = f"localhost:{service.port}"
     try:
@@ -79,7 +78,7 @@ def test_tls_and_client_certificates(tmp_path: Path) -> None:
     finally:
         service.shutdown(0)
 
-    mutual = create_service(config_for(new_store(tmp_path / "m"), tls_client_ca=str(certs.ca), **tls))
+    mutual = BackgroundService(config_for(new_store(tmp_path / "m"), tls_client_ca=str(certs.ca), **tls))
     mutual.start(follow=False)
     target = f"localhost:{mutual.port}"
     try:
@@ -95,7 +94,7 @@ def test_tls_and_client_certificates(tmp_path: Path) -> None:
 
 def test_a_second_server_on_a_taken_port_fails_naming_the_port(tmp_path: Path) -> None:
     uri = new_store(tmp_path)
-    first = create_service(config_for(uri))
+    first = BackgroundService(config_for(uri))
     first.start(follow=False)
     try:
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "METRICS_PORT": "0"}

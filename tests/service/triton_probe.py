@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 
 def descriptors() -> dict[str, dict[str, list[object]]]:
@@ -22,6 +22,24 @@ def descriptors() -> dict[str, dict[str, list[object]]]:
     return out
 
 
+def from_metadata(client: triton.InferenceServerClient, model: str) -> dict[str, object]:
+    """What a generic client gets when it builds its request from the model's metadata alone: one
+    tensor per listed input, its -1 dimensions as 1, zeros of the listed datatype, every listed output."""
+    metadata = client.get_model_metadata(model)
+    inputs = []
+    for listed in metadata.inputs:
+        shape = [1 if d == -1 else d for d in listed.shape]
+        tensor = triton.InferInput(listed.name, shape, listed.datatype)
+        tensor.set_data_from_numpy(np.zeros(shape, triton_to_np_dtype(listed.datatype)))
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput(listed.name) for listed in metadata.outputs]
+    try:
+        result = client.infer(model, inputs, outputs=outputs)
+    except InferenceServerException as err:
+        return {"error": f"{err.status()} {err.message()}"}
+    return {o.name: result.as_numpy(o.name).tolist() for o in result.get_response().outputs}
+
+
 def main(target: str, model: str) -> None:
     client = triton.InferenceServerClient(url=target)
     images = np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)  # (N, 784) uint8
@@ -31,6 +49,7 @@ def main(target: str, model: str) -> None:
         "model_ready": client.is_model_ready(model),
         "server": client.get_server_metadata(as_json=True),
         "metadata": client.get_model_metadata(model, as_json=True),
+        "from_metadata": from_metadata(client, model),
     }
     for datatype, array in (("FP32", images.astype(np.float32) / 255.0), ("UINT8", images)):
         tensor = triton.InferInput("image", list(array.shape), datatype)

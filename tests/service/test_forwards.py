@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import Forwards
+from service.forwards import ForwardBatcher
 
 
 class SlowRowIds:
@@ -38,14 +38,14 @@ def _images(caller: int, n: int) -> np.ndarray:
     return images
 
 
-async def _call_concurrently(forwards: Forwards, model: SlowRowIds, callers: int, rows: int = 3) -> list[object]:
+async def _call_concurrently(forwards: ForwardBatcher, model: SlowRowIds, callers: int, rows: int = 3) -> list[object]:
     calls = [forwards(model, _images(k, 1 + k % rows)) for k in range(callers)]
     return await asyncio.gather(*calls, return_exceptions=True)
 
 
 def test_each_concurrent_caller_gets_its_own_rows_from_fewer_forwards() -> None:
     model = SlowRowIds()
-    results = asyncio.run(_call_concurrently(Forwards(images_per_forward=1024), model, callers=24))
+    results = asyncio.run(_call_concurrently(ForwardBatcher(images_per_forward=1024), model, callers=24))
     for caller, out in enumerate(results):
         assert np.array_equal(out, _images(caller, 1 + caller % 3)[:, 0]), caller  # type: ignore[arg-type]
     assert sum(model.sizes) == sum(1 + k % 3 for k in range(24))
@@ -54,7 +54,7 @@ def test_each_concurrent_caller_gets_its_own_rows_from_fewer_forwards() -> None:
 
 def test_a_lone_caller_runs_its_own_forward_at_once() -> None:
     model = SlowRowIds(seconds=0)
-    forwards = Forwards(images_per_forward=1024)
+    forwards = ForwardBatcher(images_per_forward=1024)
 
     async def one_at_a_time() -> None:
         for k in range(5):
@@ -66,14 +66,14 @@ def test_a_lone_caller_runs_its_own_forward_at_once() -> None:
 
 def test_no_forward_exceeds_the_image_limit() -> None:
     model = SlowRowIds()
-    results = asyncio.run(_call_concurrently(Forwards(images_per_forward=4), model, callers=16))
+    results = asyncio.run(_call_concurrently(ForwardBatcher(images_per_forward=4), model, callers=16))
     assert all(isinstance(out, np.ndarray) for out in results)
     assert max(model.sizes) <= 4
 
 
 def test_calls_for_different_versions_never_share_a_forward() -> None:
     old, new = SlowRowIds(), SlowRowIds()
-    forwards = Forwards(images_per_forward=1024)
+    forwards = ForwardBatcher(images_per_forward=1024)
 
     async def mixed() -> list[object]:
         calls = [forwards(old if k % 2 else new, _images(k, 1)) for k in range(12)]
@@ -86,7 +86,7 @@ def test_calls_for_different_versions_never_share_a_forward() -> None:
 
 def test_an_error_reaches_the_callers_of_that_forward_and_not_the_next() -> None:
     model = SlowRowIds(seconds=0.05, fail_on=0.0)  # caller 0's first image
-    forwards = Forwards(images_per_forward=1024)
+    forwards = ForwardBatcher(images_per_forward=1024)
 
     async def run() -> None:
         results = await _call_concurrently(forwards, model, callers=4)
@@ -100,7 +100,7 @@ def test_an_error_reaches_the_callers_of_that_forward_and_not_the_next() -> None
 
 def test_a_caller_that_went_away_is_not_forwarded_and_the_queue_goes_on() -> None:
     model = SlowRowIds(seconds=0.1)
-    forwards = Forwards(images_per_forward=1024)
+    forwards = ForwardBatcher(images_per_forward=1024)
 
     async def run() -> None:
         first = asyncio.ensure_future(forwards(model, _images(1, 1)))
@@ -117,7 +117,7 @@ def test_a_caller_that_went_away_is_not_forwarded_and_the_queue_goes_on() -> Non
 
 def test_only_a_forward_measured_as_cheap_runs_on_the_event_loop() -> None:
     fast, slow = SlowRowIds(seconds=0), SlowRowIds(seconds=0.01)
-    forwards = Forwards(images_per_forward=1024, loop_budget=0.005)
+    forwards = ForwardBatcher(images_per_forward=1024, loop_budget=0.005)
     loop_thread = ""
 
     async def run() -> None:
@@ -136,7 +136,7 @@ def test_only_a_forward_measured_as_cheap_runs_on_the_event_loop() -> None:
 
 def test_a_forward_on_the_thread_is_charged_its_own_time_not_the_hand_over() -> None:
     fast = SlowRowIds(seconds=0)
-    forwards = Forwards(images_per_forward=1024, loop_budget=0.005)
+    forwards = ForwardBatcher(images_per_forward=1024, loop_budget=0.005)
     loop_thread = ""
 
     async def run() -> None:
@@ -157,7 +157,7 @@ def test_a_forward_on_the_thread_is_charged_its_own_time_not_the_hand_over() -> 
 def test_a_forward_of_a_few_images_runs_on_one_torch_thread_wherever_it_runs() -> None:
     import torch
 
-    from service.batching import ONE_THREAD_MAX_IMAGES
+    from service.forwards import ONE_THREAD_MAX_IMAGES
 
     default = torch.get_num_threads()
     seen: list[tuple[str, int, int]] = []
@@ -167,7 +167,7 @@ def test_a_forward_of_a_few_images_runs_on_one_torch_thread_wherever_it_runs() -
         return images[:, 0].copy()
 
     async def run() -> None:
-        forwards = Forwards(images_per_forward=1024)
+        forwards = ForwardBatcher(images_per_forward=1024)
         for n in (1, 1, ONE_THREAD_MAX_IMAGES, ONE_THREAD_MAX_IMAGES + 1):  # the first is unmeasured: the thread
             await forwards(model, _images(0, n))
 
@@ -185,7 +185,7 @@ def test_a_forward_of_a_few_images_runs_on_one_torch_thread_wherever_it_runs() -
 
 
 def test_a_request_of_many_images_is_decoded_off_the_event_loop() -> None:
-    from service.batching import DECODE_ON_LOOP_MAX_IMAGES, decoded
+    from service.pixels import DECODE_ON_LOOP_MAX_IMAGES, decoded
 
     where: list[str] = []
 

@@ -1,27 +1,9 @@
-"""Concurrent calls share one forward pass, and only a cheap forward runs on the event loop.
-
-A single image through the exported program costs far more in per-call overhead than in arithmetic,
-so when many clients call at once, one forward over all their images answers them for little more
-than the price of one. There is no timer: a call that finds no forward running has its own forward
-at once, so a lone client waits for nothing but that; calls that arrive while a forward runs queue,
-and the next forward takes all of them (of one version, up to the image limit).
-
-Where the forward runs is measured, not configured. Handing it to a thread and back costs about as
-much as a one-layer model's whole forward, so a forward the same version has shown to be that cheap
-for this many images runs on the loop itself, there and then; one that is slower, or whose version
-has not run yet, runs on the forward thread, so that the loop keeps answering health checks and
-reading calls, which queue to share the next forward. A cheap model therefore rarely coalesces: its
-forwards end before other calls can queue behind them.
-
-A forward of a few images runs on one torch thread, wherever it runs: torch's second intra-op
-thread sleeps between calls, and waking it costs more than the share of so little work it takes.
-"""
+"""The forward batcher: concurrent calls of one version share a forward, and a cheap one runs on the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,19 +23,6 @@ LOOP_BUDGET_SECONDS = 0.00025
 # many clients' requests/s as they were; a whole service on one thread loses large batches' speed
 # (bench/README.md).
 ONE_THREAD_MAX_IMAGES = 16
-
-
-# Requests of more images than this are decoded on a thread: checking a large request's pixels, or
-# converting its typed integer contents, holds the interpreter for milliseconds, which on the loop
-# would hold up every call and health check behind it.
-DECODE_ON_LOOP_MAX_IMAGES = 64
-
-
-async def decoded(images: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
-    """decode() for a request that declares `images` images: on the loop if few, on a thread if many."""
-    if images <= DECODE_ON_LOOP_MAX_IMAGES:
-        return decode()
-    return await asyncio.to_thread(decode)
 
 
 @dataclass
@@ -83,8 +52,15 @@ def _checked(out: np.ndarray, images: np.ndarray) -> np.ndarray:
     return out
 
 
-class Forwards:
-    """Runs the server's forward passes: one at a time, each over the queued calls of one version."""
+class ForwardBatcher:
+    """Runs the server's forward passes, one at a time, each over the queued calls of one version.
+
+    A single image costs far more in per-call overhead than in arithmetic, so one forward over many
+    callers' images answers them for little more than one. There is no timer: a call that finds no
+    forward running has its own at once; calls that arrive meanwhile queue for the next. Where a
+    forward runs is measured, not configured: on the loop when the version has shown it costs no
+    more than the hand-over to the forward thread, on that thread otherwise, so the loop keeps
+    answering health checks and reading calls."""
 
     def __init__(self, images_per_forward: int, loop_budget: float = LOOP_BUDGET_SECONDS) -> None:
         self._limit = images_per_forward
