@@ -58,7 +58,11 @@ def test_default_recipe_trains_registers_and_prints_a_summary(default_run: Defau
     assert summary.startswith("run ") and "· cnn ·" in summary
     assert "mnist-3v7 version 1 · @champion moved: no version held @champion" in summary
     errors = int(summary.split("% (")[1].split(" errors")[0])
-    assert errors <= 2, summary  # ≥ 99.9% on the 2038 test images
+    # The same seed lands on a different model on another CPU's kernels: the default recipe made 1 to 4
+    # errors over seeds 0-2, torch on 1 and 2 threads, ATEN_CPU_CAPABILITY default, avx2 and avx512
+    # (bench/README.md). This guards against a recipe that stops learning, with room for that spread,
+    # not against one unlucky kernel; what the recipe reaches is measured by bench.train.
+    assert errors <= 6, summary  # ≥ 99.7% of the 2038 test images
     assert "% of 3s/7s rejected" in summary and "% of other digits accepted" in summary
     assert (default_run.folder / "mlflow.db").exists()
 
