@@ -1,16 +1,12 @@
 """Train a recipe on a given device with the trainer's own data, recipe and loop (no MLflow), and report
-test accuracy: `python bench/device_check.py --device cuda --seeds 0,1,2`."""
+test accuracy: `python -m bench.device_check --device cuda --seeds 0,1,2`."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trainer.config import parse_config
 from trainer.data import load_dataset
@@ -26,12 +22,16 @@ def main() -> None:
     )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument("--epochs", help="train for this many epochs, to test the script quickly (default: the recipe's)")
     args = p.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}")
     # The recipe and data folder as `python -m trainer` resolves them.
-    config = parse_config(["--recipe", args.recipe, *(["--data-dir", args.data_dir] if args.data_dir else [])])
+    argv = ["--recipe", args.recipe]
+    argv += ["--data-dir", args.data_dir] if args.data_dir else []
+    argv += ["--epochs", args.epochs] if args.epochs else []
+    config = parse_config(argv)
     recipe = config.recipe
     for seed in map(int, args.seeds.split(",")):
         data = load_dataset(config.data_dir, seed, download=config.download)

@@ -1,63 +1,36 @@
-"""The floor under the service, and the rungs between it and the service: grpcio servers on the
-ModelInfer path, each to run as its own process.
+"""The floors under the service: bare grpcio servers on the ModelInfer path, each to run as its own process.
 
-Run: `.venv/bin/python bench/floors.py KIND --port N [--aio]` (until SIGTERM or SIGINT).
+Run: `python -m bench.floors KIND --port N [--aio]` (until SIGTERM or SIGINT).
 
 - `echo` answers with the request's own bytes, neither parsed nor serialized: gRPC's own cost.
 - `fixed` parses each ModelInferRequest and answers with a prebuilt ModelInferResponse shaped like the
   service's (outputs `digit` and `p_three` of N rows in raw_output_contents): the protocol's own cost.
-- `decode` also decodes the images as the service does (`request_images`), then answers as `fixed`.
-- `model` also runs them through the version @champion points at in $MLFLOW_TRACKING_URI, loaded
-  and called as the service does (`predict_digits` through its coalescing `Forwards`), then answers
-  as `fixed`.
-- `servicer` is the service's own `ModelInfer` on that version, its response built from the answer:
-  the service without its call guard, metrics, health or registry polling.
 
-By default a kind runs on grpcio's thread-pool server with the pool size `python -m service` had
+By default a floor runs on grpcio's thread-pool server with the pool size `python -m service` had
 before it moved to asyncio: the floor as the serving benchmark defines it. With --aio it runs on
-grpc.aio, the server the service runs on, so that each rung differs from the next by the work one
-stage of the service does. `model` and `servicer` need --aio: the service's code they run is async.
-Both get the service's default message limits.
+grpc.aio, the server the service runs on. Both take messages up to the service's default limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
-import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
+from tritonclient.grpc import service_pb2 as pb
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-# The service's proto package; tritonclient defines the same one, so the two never meet in one process.
-from service.batching import Forwards  # noqa: E402
-from service.config import ServiceConfig  # noqa: E402
-from service.follower import RegistryFollower  # noqa: E402
-from service.generated.inference import grpc_predict_v2_pb2 as pb  # noqa: E402
-from service.inference_servicer import InferenceServicer, request_images  # noqa: E402
-from service.predictor import predict_digits  # noqa: E402
-from service.status import require_model  # noqa: E402
-
-KINDS = ("echo", "fixed", "decode", "model", "servicer")
-ASYNC_ONLY = ("model", "servicer")
-THREAD_POOL_WORKERS = 16  # the service's pool before it moved to asyncio
-
+KINDS = ("echo", "fixed")
 SERVICE = "inference.GRPCInferenceService"
 MODEL_INFER = f"/{SERVICE}/ModelInfer"
-LIMITS = [
-    ("grpc.max_receive_message_length", ServiceConfig.max_message_bytes),
-    ("grpc.max_send_message_length", ServiceConfig.max_message_bytes),
-]
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # the service's default limit, and more than 1024 float32 images need
+THREAD_POOL_WORKERS = 16  # the service's pool before it moved to asyncio
+LIMITS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 
 
 class FixedAnswers:
@@ -81,52 +54,9 @@ class FixedAnswers:
         return pb.ModelInferResponse.FromString(self._responses[rows])
 
 
-def _served() -> RegistryFollower:
-    """The version @champion points at in $MLFLOW_TRACKING_URI, loaded once as the service loads it."""
-    config = ServiceConfig(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    follower = RegistryFollower(config)
-    follower.sync_once()
-    if follower.current() is None:
-        sys.exit(f"no version to serve from {config.tracking_uri}: {follower.problem()}")
-    return follower
-
-
 def _answer(kind: str) -> Callable[[Any], Any]:
-    """What a synchronous rung does with a request (echo, fixed or decode)."""
-    fixed, max_batch = FixedAnswers(), ServiceConfig.max_batch
-    if kind == "echo":
-        return lambda request: request
-    if kind == "fixed":
-        return fixed
-
-    def decode(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        request_images(request, max_batch)
-        return fixed(request)
-
-    return decode
-
-
-def _answer_async(kind: str) -> Callable[[Any], Awaitable[Any]]:
-    """What a rung on grpc.aio does with a request."""
-    if kind not in ASYNC_ONLY:
-        answer = _answer(kind)
-
-        async def simple(request: Any) -> Any:
-            return answer(request)
-
-        return simple
-    models, forwards, max_batch = _served(), Forwards(ServiceConfig.max_batch), ServiceConfig.max_batch
-    if kind == "servicer":
-        servicer = InferenceServicer(models, forwards, ServiceConfig.model_name, max_batch)
-        return lambda request: servicer.ModelInfer(request, None)  # type: ignore[arg-type]  # it never reads the context
-    fixed = FixedAnswers()
-
-    async def model(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        images = request_images(request, max_batch)
-        await predict_digits(forwards, require_model(models), images)
-        return fixed(request)
-
-    return model
+    """What the floor does with a request: echo its bytes, or answer the parsed request with a fixed response."""
+    return (lambda request: request) if kind == "echo" else FixedAnswers()
 
 
 def _handler(kind: str, behavior: Callable[..., Any]) -> grpc.GenericRpcHandler[Any, Any]:
@@ -143,8 +73,6 @@ def _handler(kind: str, behavior: Callable[..., Any]) -> grpc.GenericRpcHandler[
 
 def create_floor(kind: str, port: int) -> tuple[grpc.Server, int]:
     """A thread-pool server of `kind` bound to 127.0.0.1:port; returns (server, port)."""
-    if kind in ASYNC_ONLY:
-        raise ValueError(f"{kind} runs the service's async code: serve it with --aio")
     answer = _answer(kind)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=THREAD_POOL_WORKERS), options=LIMITS)
     server.add_generic_rpc_handlers([_handler(kind, lambda request, context: answer(request))])
@@ -152,10 +80,11 @@ def create_floor(kind: str, port: int) -> tuple[grpc.Server, int]:
 
 
 async def serve_aio(kind: str, port: int, stop: asyncio.Event) -> None:
-    answer = _answer_async(kind)
+    """A grpc.aio server of `kind` on 127.0.0.1:port until `stop` is set."""
+    answer = _answer(kind)
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        return await answer(request)
+        return answer(request)
 
     server = grpc.aio.server(options=LIMITS)
     server.add_generic_rpc_handlers([_handler(kind, behavior)])
@@ -168,7 +97,7 @@ async def serve_aio(kind: str, port: int, stop: asyncio.Event) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=KINDS, help="which floor or rung to serve")
+    p.add_argument("kind", choices=KINDS, help="which floor to serve")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free one)")
     p.add_argument("--aio", action="store_true", help="serve on grpc.aio, as the service does (default: thread pool)")
     args = p.parse_args()
@@ -182,8 +111,6 @@ def main() -> None:
 
         asyncio.run(run())
         return
-    if args.kind in ASYNC_ONLY:
-        p.error(f"{args.kind} runs the service's async code: add --aio")
     server, port = create_floor(args.kind, args.port)
     server.start()
     print(f"{args.kind} floor on 127.0.0.1:{port}", flush=True)

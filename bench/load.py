@@ -1,4 +1,4 @@
-"""Client side of bench/serve.py: ModelInfer calls over loopback, one client or many, every call recorded."""
+"""Client side of bench.serve: ModelInfer calls over loopback, one client or many, every call recorded."""
 
 from __future__ import annotations
 
@@ -13,13 +13,10 @@ from typing import Protocol
 import grpc
 import numpy as np
 import tritonclient.grpc as triton  # our stubs define the same proto package: never import service.generated here
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2
 
+from bench.floors import MAX_MESSAGE_BYTES, MODEL_INFER
 from trainer.config import DEFAULT_MODEL_NAME as MODEL
-
-MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # the service's default limit, and more than 1024 float32 images need
 
 
 class Client(Protocol):
@@ -59,40 +56,11 @@ def request_bytes(images: np.ndarray) -> bytes:
     return bytes(request.SerializeToString())
 
 
-def contents_request_bytes(images: np.ndarray) -> bytes:
-    """The ModelInferRequest with `images` as typed contents (fp32_contents), as clients that do not
-    use raw_input_contents send them, serialized."""
-    contents = service_pb2.InferTensorContents(fp32_contents=images.ravel())
-    tensor = service_pb2.ModelInferRequest().InferInputTensor(
-        name="image", datatype="FP32", shape=images.shape, contents=contents
-    )
-    return bytes(service_pb2.ModelInferRequest(model_name=MODEL, inputs=[tensor]).SerializeToString())
-
-
 def channel_to(port: int) -> grpc.Channel:
     """A plain grpcio channel to 127.0.0.1:port that takes messages up to the service's limit."""
     options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
     options.append(("grpc.max_receive_message_length", MAX_MESSAGE_BYTES))
     return grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
-
-
-class ContentsClient:
-    """A bare grpcio channel sending `images` as typed contents; answers are checked once, then taken unparsed."""
-
-    def __init__(self, port: int, images: np.ndarray) -> None:
-        self._channel = channel_to(port)
-        self._infer = self._channel.unary_unary(MODEL_INFER, request_serializer=None, response_deserializer=None)
-        self._request = contents_request_bytes(images)
-        outputs = service_pb2.ModelInferResponse.FromString(self._infer(self._request)).outputs
-        if not outputs or outputs[0].shape[0] != len(images):
-            raise RuntimeError(f"expected an output of {len(images)} rows, got {outputs}")
-
-    def call(self) -> str:
-        self._infer(self._request)
-        return ""
-
-    def close(self) -> None:
-        self._channel.close()
 
 
 class RawClient:
@@ -184,15 +152,12 @@ def within(calls: list[Call], start: float, end: float) -> list[Call]:
     return [c for c in calls if start <= c.start + c.seconds <= end]
 
 
-def under_load(
-    dial: Dial, images: np.ndarray, n: int, seconds: float, meanwhile: Callable[[float], None] = time.sleep
-) -> Point:
-    """`n` clients sending `images` for `seconds` after a ramp: calls/s and latency; fails on a failed call.
-    meanwhile(seconds) runs in this thread while the load is measured (by default it only waits)."""
+def under_load(dial: Dial, images: np.ndarray, n: int, seconds: float) -> Point:
+    """`n` clients sending `images` for `seconds` after a ramp: calls/s and latency; fails on a failed call."""
     with clients(dial, images, n) as calls:
         time.sleep(seconds / 4)  # ramp up
         start = time.perf_counter()
-        meanwhile(seconds)
+        time.sleep(seconds)
         end = time.perf_counter()
     done = within(calls, start, end)
     failed = sum(c.version is None for c in calls)
@@ -214,20 +179,3 @@ def batch_sweep(dial: Dial, images: np.ndarray, sizes: list[int], seconds: float
         point = under_load(dial, np.ascontiguousarray(images[:size]), 1, seconds)
         points.append(Point(size, point.per_s * size, point.p50_ms, point.p99_ms))
     return points
-
-
-def health_checks(port: int, latencies: list[float], every: float = 0.01) -> Callable[[float], None]:
-    """A `meanwhile` for under_load: a health Check every `every` seconds on a channel of its own for
-    that long, each one's seconds appended to `latencies`: what an orchestrator's probe would wait."""
-
-    def probe(seconds: float) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            check = health_pb2_grpc.HealthStub(channel).Check
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
-                start = time.perf_counter()
-                check(health_pb2.HealthCheckRequest(), timeout=30)
-                latencies.append(time.perf_counter() - start)
-                time.sleep(every)
-
-    return probe

@@ -1,9 +1,9 @@
 """The model alone, in-process: a registered version loaded exactly as the service loads it, timed on arrays.
 
-Run: `.venv/bin/python bench/model_alone.py TRACKING_URI VERSION IMAGES.npy [--calls 2000] [--seconds 2]`
+Run: `python -m bench.model_alone TRACKING_URI VERSION IMAGES.npy [--calls 2000] [--seconds 2]`
 
 Prints one JSON object: p50 and p99 of predict() on one image (over --calls calls), and images/s
-with 1024 images per call (over --seconds). bench/serve.py runs it as its own process, so that the
+with 1024 images per call (over --seconds). bench.serve runs it as its own process, so that the
 model meets the machine as it does in `python -m service`, with torch's default threads.
 """
 
@@ -12,18 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from mlflow import MlflowClient
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from service.loading import load_predictor  # noqa: E402
-from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
+from service.loading import load_predictor
+from trainer.config import DEFAULT_MODEL_NAME as MODEL
 
 
 def main() -> None:

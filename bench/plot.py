@@ -1,4 +1,4 @@
-"""bench/serve.py's sweeps drawn: throughput and latency against clients and against images per message."""
+"""bench.serve's sweeps drawn: throughput and latency against clients and against images per message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What bench/serve.py prints: Markdown tables with every figure's ratio to the floor and MLServer, and the targets."""
+"""What bench.serve prints: Markdown tables with every figure's ratio to the floor and MLServer, and the targets."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ def _target_rows(checks: list[Target]) -> list[list[str]]:
 def print_report(
     servers: dict[str, Figures], alone: dict[str, float], switch: SwitchResult, checks: list[Target]
 ) -> None:
-    """Every table bench/serve.py prints; ratios are to the echo floor's and MLServer's figure of the same kind."""
+    """Every table bench.serve prints; ratios are to the echo floor's and MLServer's figure of the same kind."""
     floor = _summary_figures(servers["echo"])
     theirs = _summary_figures(servers["mlserver"]) if "mlserver" in servers else None
     rows = [[NAMES[key], *_cells(_summary_figures(f), floor, theirs)] for key, f in servers.items()]

@@ -1,21 +1,21 @@
 """Serving speed over real gRPC, measured with the unmodified `tritonclient.grpc` (Open Inference Protocol v2).
 
-Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/serve.py [--recipe article-fixed] [--mlserver PATH]
-      [--seconds 2] [--json PATH] [--png PATH]`
+Run: `python -m bench.serve [--recipe article-fixed] [--mlserver PATH] [--seconds 2] [--json PATH] [--png PATH]`
+from the checkout; MNIST comes from $MNIST_DATA_DIR, else ./data, as for `python -m trainer`.
 
 Trains a model into a temporary SQLite registry (and a second version, seed 1, for the alias switch),
 then starts each server as a separate process and measures it from this one, on loopback:
   - the floor: a bare grpcio echo server on the ModelInfer path, driven by a bare grpcio client with
     the bytes tritonclient sends, on grpcio's thread-pool server and on grpc.aio (which the service
     runs on); and a bare grpcio server that parses the ModelInferRequest and answers a fixed
-    ModelInferResponse, driven by tritonclient (bench/floors.py; the service's message limits);
+    ModelInferResponse, driven by tritonclient (bench.floors; the service's message limits);
   - `python -m service` with its default settings;
   - with `--mlserver PATH` (the `mlserver` executable of an environment with mlserver and
     mlserver-mlflow), MLServer's MLflow runtime on the same registered version.
 For each: single-image latency one call at a time (p50, p99 of --calls calls); a concurrency sweep
 (1 to 64 clients sending single images: requests/s, p50, p99) and a batch sweep (1 to 1024 images
 per message from one client: images/s, p50, p99), each point --seconds long after a quarter as much
-to ramp up. The model alone is timed in-process on the same images (bench/model_alone.py), and an
+to ramp up. The model alone is timed in-process on the same images (bench.model_alone), and an
 alias switch under load moves @champion between the two versions on a second `python -m service`
 polling every --poll-seconds. Every figure is printed with its ratio to the echo floor and to MLServer,
 then the issue's targets, each with its ratio from this run and pass or fail.
@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,19 +44,16 @@ import numpy as np
 import tritonclient.grpc as triton  # our stubs define the same proto package: never import service.generated here
 from mlflow import MlflowClient
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.load import Dial, RawClient, TritonClient, batch_sweep, concurrency_sweep, sequential
+from bench.plot import draw
+from bench.report import Figures, print_report, targets
+from bench.switch import alias_switch
+from trainer.config import DEFAULT_ALIAS as ALIAS
+from trainer.config import DEFAULT_MODEL_NAME as MODEL
+from trainer.config import parse_config
+from trainer.data import load_dataset
 
-from bench.load import Dial, RawClient, TritonClient, batch_sweep, concurrency_sweep, sequential  # noqa: E402
-from bench.plot import draw  # noqa: E402
-from bench.report import Figures, print_report, targets  # noqa: E402
-from bench.switch import alias_switch  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from trainer.config import DEFAULT_ALIAS as ALIAS  # noqa: E402
-from trainer.config import DEFAULT_MODEL_NAME as MODEL  # noqa: E402
-from trainer.config import parse_config  # noqa: E402
-from trainer.data import load_dataset  # noqa: E402
-
+REPO = Path(__file__).resolve().parent.parent  # the checkout: bench's own servers run from here as `-m bench.X`
 CLIENTS = [1, 2, 4, 8, 16, 32, 64]
 SIZES = [2**k for k in range(11)]  # 1 to 1024 images per message
 SWITCH_CLIENTS = 8
@@ -96,6 +94,13 @@ def port_open(port: int) -> Callable[[], bool]:
     return ready
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a server about to start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextmanager
 def started(argv: list[str], env: dict[str, str], ready: Callable[[], bool], cwd: Path) -> Iterator[None]:
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -132,9 +137,9 @@ def measure(dial: Dial, images: np.ndarray, args: argparse.Namespace) -> Figures
 
 
 def floor(kind: str, images: np.ndarray, args: argparse.Namespace, aio: bool = False) -> Figures:
-    """bench/floors.py's `kind` floor in its own process (on grpc.aio if `aio`), measured as the servers are."""
+    """bench.floors' `kind` floor in its own process (on grpc.aio if `aio`), measured as the servers are."""
     port = free_port()
-    argv = [sys.executable, str(REPO / "bench" / "floors.py"), kind, "--port", str(port), *(["--aio"] if aio else [])]
+    argv = [sys.executable, "-m", "bench.floors", kind, "--port", str(port), *(["--aio"] if aio else [])]
     dial = triton_at(port) if kind == "fixed" else lambda batch: RawClient(port, batch)
     with started(argv, dict(os.environ), port_open(port), REPO):
         return measure(dial, images, args)
@@ -147,9 +152,9 @@ def service(uri: str, extra: list[str]) -> tuple[list[str], dict[str, str], int]
 
 
 def model_alone(store: Path, uri: str, version: str, args: argparse.Namespace) -> dict[str, float]:
-    argv = [sys.executable, str(REPO / "bench" / "model_alone.py"), uri, version, str(store / "images.npy")]
+    argv = [sys.executable, "-m", "bench.model_alone", uri, version, str(store / "images.npy")]
     argv += ["--calls", str(args.calls), "--seconds", str(args.seconds)]
-    out = subprocess.run(argv, cwd=store, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(argv, cwd=REPO, check=True, capture_output=True, text=True).stdout
     figures: dict[str, float] = json.loads(out)
     return figures
 

@@ -1,6 +1,7 @@
 """What `python -m trainer` costs end to end, and what MLflow adds to it, measured from outside.
 
-Run: `MNIST_DATA_DIR=../shared/data .venv/bin/python bench/train.py [--recipes cnn,mlp] [--seeds 0,1,2] [--pairs 3]`
+Run: `python -m bench.train [--recipes cnn,mlp] [--seeds 0,1,2] [--pairs 3]` from the checkout; MNIST comes
+from $MNIST_DATA_DIR, else ./data, as for `python -m trainer`.
 See bench/README.md for what each column means and the figures measured so far.
 """
 
@@ -19,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainer.config import DEFAULT_EXPERIMENT
+from trainer.recipes import RECIPES
+
+# Where `bench` imports from, for the untracked run, which starts as `-m bench.train` in a folder of its own.
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from trainer.config import DEFAULT_EXPERIMENT  # noqa: E402
-from trainer.recipes import RECIPES  # noqa: E402
-
 SUMMARY = re.compile(r"test accuracy ([\d.]+)% \((\d+) errors\)")
 
 
@@ -33,7 +33,6 @@ def untracked(recipe_name: str, seed: int) -> int:
     measure robustness and draw the figures, writing nothing. Returns the test errors."""
     import io
 
-    import numpy as np
     from matplotlib import pyplot as plt
 
     from trainer import figures
@@ -49,23 +48,7 @@ def untracked(recipe_name: str, seed: int) -> int:
     history: list[EpochStats] = []
     net = train(recipe, data, device, config.seed, history.append)
     test, report, metrics = final_metrics(net, data, recipe, device)
-    labels, p_three = data.test.labels.numpy(), test.p_three.numpy()
-    drawn = [
-        figures.loss_curves(
-            [s.epoch for s in history],
-            [s.train_loss for s in history],
-            [s.val.loss for s in history],
-            [s.val.accuracy for s in history],
-            recipe.name,
-        ),
-        figures.weight_maps(net.first_layer_weights().cpu().numpy(), recipe.name),
-        figures.confusion_matrix(labels, (p_three >= 0.5).astype(labels.dtype), recipe.name),
-        figures.misclassified_grid(data.test.images.numpy(), labels, p_three),
-    ]
-    if report is not None:  # a recipe that abstains draws its score figure too
-        made = np.concatenate(list(report.scores.made.values()))
-        drawn.append(figures.neither_scores(report.scores.test, report.scores.others, made, report.threshold, {}, ""))
-    for fig in drawn:
+    for fig in figures.for_run(recipe.name, history, net, data.test, test, report).values():
         fig.savefig(io.BytesIO(), format="png")
         plt.close(fig)
     return int(metrics["test_errors"])
@@ -103,8 +86,11 @@ def tracked_run(recipe: str, seed: str) -> dict[str, float]:
 
 
 def untracked_run(recipe: str, seed: str) -> dict[str, float]:
+    argv = [sys.executable, "-m", "bench.train", "--untracked", recipe, seed]
+    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
     with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
-        wall, cpu, out = timed([sys.executable, __file__, "--untracked", recipe, seed], Path(folder), dict(os.environ))
+        wall, cpu, out = timed(argv, Path(folder), env)
     return {"wall": wall, "cpu": cpu, "errors": float(json.loads(out.strip().splitlines()[-1])["errors"])}
 
 

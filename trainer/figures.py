@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -13,6 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from trainer.data import Split
+from trainer.loop import EpochStats, Evaluation
+from trainer.models import Network
+from trainer.neither import Report
 
 
 def loss_curves(
@@ -150,3 +156,26 @@ def neither_scores(
     ax_bar.set_xlim(0, max(5.0, 120 * max(accepted.values(), default=0)))
     fig.tight_layout()
     return fig
+
+
+def for_run(
+    title: str, history: Sequence[EpochStats], net: Network, test: Split, evaluation: Evaluation, report: Report | None
+) -> dict[str, Figure]:
+    """Every figure of a run, by file name: `evaluation` is the trained network's on the `test` split,
+    `report` its "neither" measurements when it abstains."""
+    labels, p_three = test.labels.numpy(), evaluation.p_three.numpy()
+    epochs = [s.epoch for s in history]
+    val_loss, val_accuracy = [s.val.loss for s in history], [s.val.accuracy for s in history]
+    drawn = {
+        "loss_curves.png": loss_curves(epochs, [s.train_loss for s in history], val_loss, val_accuracy, title),
+        "weights.png": weight_maps(net.first_layer_weights().cpu().numpy(), f"{title}: learned first-layer weights"),
+        "confusion_matrix.png": confusion_matrix(labels, (p_three >= 0.5).astype(labels.dtype), f"{title}: test split"),
+        "misclassified.png": misclassified_grid(test.images.numpy(), labels, p_three),
+    }
+    if report is not None:
+        scores = report.scores
+        made = np.concatenate(list(scores.made.values()))
+        drawn["neither_scores.png"] = neither_scores(
+            scores.test, scores.others, made, report.threshold, report.outliers_accepted, title
+        )
+    return drawn

@@ -34,6 +34,7 @@ class Report:
     threshold: float
     metrics: dict[str, float]
     scores: Scores
+    outliers_accepted: dict[str, float]  # share of each kind taken for a 3 or a 7: "digit 0", …, then made kinds
 
 
 def calibrate(val_scores: np.ndarray, reject: float = REJECT_SHARE) -> float:
@@ -81,9 +82,12 @@ def measure(net: nn.Module, data: Dataset3v7, val: Evaluation, test: Evaluation,
         "test_others_accepted_share": float(np.mean(scores.others <= threshold)),
         "made_rejected_share": float(np.mean(made_all > threshold)),
     }
+    outliers_accepted: dict[str, float] = {}
     for digit in np.unique(scores.other_digits):
-        share = np.mean(scores.others[scores.other_digits == digit] <= threshold)
-        metrics[f"test_accepted_share_digit_{digit}"] = float(share)
+        share = float(np.mean(scores.others[scores.other_digits == digit] <= threshold))
+        metrics[f"test_accepted_share_digit_{digit}"] = share
+        outliers_accepted[f"digit {digit}"] = share
     for kind, made in scores.made.items():
         metrics[f"made_rejected_share_{kind}"] = float(np.mean(made > threshold))
-    return Report(threshold, metrics, scores)
+        outliers_accepted[kind] = float(np.mean(made <= threshold))
+    return Report(threshold, metrics, scores, outliers_accepted)

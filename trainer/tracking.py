@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from types import TracebackType
 from typing import Any
 
@@ -28,20 +28,6 @@ from trainer.recipes import Recipe
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 # How a version that abstains computes its score, in its MLmodel metadata beside the threshold.
 OOD_SCORE = "p(neither 3 nor 7): the program's second output; above ood_threshold the image is neither"
-
-
-@dataclass
-class History:
-    epochs: list[int] = field(default_factory=list)
-    train_loss: list[float | None] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-
-    def add(self, stats: EpochStats) -> None:
-        self.epochs.append(stats.epoch)
-        self.train_loss.append(stats.train_loss)
-        self.val_loss.append(stats.val.loss)
-        self.val_accuracy.append(stats.val.accuracy)
 
 
 def recipe_params(recipe: Recipe) -> dict[str, Any]:
@@ -68,7 +54,7 @@ class RunLog:
     run FINISHED, FAILED on an error, or KILLED on Ctrl-C."""
 
     def __init__(self, experiment: str, run_name: str, flush_seconds: float = 1.0) -> None:
-        self.history = History()
+        self.history: list[EpochStats] = []
         self._experiment = experiment
         self._run_name = run_name
         self._flush_seconds = flush_seconds
@@ -125,7 +111,7 @@ class RunLog:
 
     def epoch(self, stats: EpochStats) -> None:
         """One point of the curves; epoch 0, the untrained network, has no train loss."""
-        self.history.add(stats)
+        self.history.append(stats)
         metrics = {"val_loss": stats.val.loss, "val_accuracy": stats.val.accuracy}
         if stats.train_loss is not None:
             metrics["train_loss"] = stats.train_loss
@@ -136,35 +122,11 @@ class RunLog:
     def final(self, metrics: dict[str, float]) -> None:
         """Test-split metrics, at the last epoch's step: logging the model links that step's metrics
         to it, so the model's page shows these and the trained network's validation figures."""
-        self._add(metrics, self.history.epochs[-1])
+        self._add(metrics, self.history[-1].epoch)
         self.flush()
 
     def figures(self, title: str, net: Network, test: Split, evaluation: Evaluation, report: Report | None) -> None:
-        labels, p_three = test.labels.numpy(), evaluation.p_three.numpy()
-        h = self.history
-        drawn = {
-            "loss_curves.png": figures.loss_curves(h.epochs, h.train_loss, h.val_loss, h.val_accuracy, title),
-            "weights.png": figures.weight_maps(
-                net.first_layer_weights().cpu().numpy(), f"{title}: learned first-layer weights"
-            ),
-            "confusion_matrix.png": figures.confusion_matrix(
-                labels, (p_three >= 0.5).astype(labels.dtype), f"{title}: test split"
-            ),
-            "misclassified.png": figures.misclassified_grid(test.images.numpy(), labels, p_three),
-        }
-        if report is not None:
-            scores, metrics = report.scores, report.metrics
-            accepted = {f"digit {k[-1]}": v for k, v in metrics.items() if k.startswith("test_accepted_share_digit_")}
-            accepted |= {
-                k.removeprefix("made_rejected_share_"): 1 - v
-                for k, v in metrics.items()
-                if k.startswith("made_rejected_share_")
-            }
-            made = np.concatenate(list(scores.made.values()))
-            drawn["neither_scores.png"] = figures.neither_scores(
-                scores.test, scores.others, made, report.threshold, accepted, title
-            )
-        for name, fig in drawn.items():
+        for name, fig in figures.for_run(title, self.history, net, test, evaluation, report).items():
             mlflow.log_figure(fig, f"figures/{name}")
             plt.close(fig)
 
@@ -185,7 +147,7 @@ class RunLog:
                 name="model",
                 input_example=example,
                 serialization_format="pt2",
-                step=self.history.epochs[-1],  # not 0, where the untrained network's metrics are
+                step=self.history[-1].epoch,  # not 0, where the untrained network's metrics are
                 pip_requirements=_model_requirements(),
                 # The service loads and smoke-tests every version before serving it, and the tests
                 # load logged models, so MLflow's own load-and-predict check is skipped.

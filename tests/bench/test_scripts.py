@@ -1,11 +1,12 @@
-"""The benchmarks as a person reruns them: each script runs to its end and prints a Markdown table
-whose figures parse and hang together, so a script that no longer runs fails here rather than when
+"""The benchmarks as a person reruns them, `python -m bench.X`: each script runs to its end and prints
+figures that parse and hang together, so a script that no longer runs fails here rather than when
 the README's tables are next measured. What the figures are is the scripts' business, not a test's."""
 
 from __future__ import annotations
 
-import itertools
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,12 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def bench(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def bench(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.<module>` in `cwd`, with the checkout on PYTHONPATH as running it from there would put it."""
     return subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), *args],
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=cwd,  # anything a script leaves behind lands in the test's folder, not the checkout
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -36,19 +39,13 @@ def table(stdout: str) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
-def tables(stdout: str) -> list[list[dict[str, str]]]:
-    """Each Markdown table in `stdout` (tables are separated by lines that are not rows)."""
-    blocks = "\n".join(line if line.startswith("|") else "" for line in stdout.splitlines()).split("\n\n")
-    return [table(block) for block in blocks if block.strip()]
-
-
 def number(cell: str, unit: str) -> float:
     assert cell.endswith(unit), f"expected a figure in {unit!r}, got {cell!r}"
     return float(cell.removesuffix(unit).replace(",", ""))
 
 
 def test_train_bench_prints_a_row_per_recipe(mnist_dir: str, tmp_path: Path) -> None:
-    done = bench("train.py", tmp_path, "--recipes", "mlp", "--seeds", "0", "--pairs", "1")
+    done = bench("train", tmp_path, "--recipes", "mlp", "--seeds", "0", "--pairs", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     [row] = table(done.stdout)
     assert (row["recipe"], row["seeds"]) == ("mlp", "0")
@@ -65,9 +62,21 @@ def test_train_bench_prints_a_row_per_recipe(mnist_dir: str, tmp_path: Path) -> 
 
 
 def test_train_bench_refuses_zero_pairs(tmp_path: Path) -> None:
-    done = bench("train.py", tmp_path, "--pairs", "0")
+    done = bench("train", tmp_path, "--pairs", "0")
     assert done.returncode == 2
     assert "--pairs must be at least 1, got 0" in done.stderr
+
+
+def test_device_check_prints_a_line_per_seed(mnist_dir: str, tmp_path: Path) -> None:
+    done = bench("device_check", tmp_path, "--device", "cpu", "--recipe", "mlp", "--seeds", "0,1", "--epochs", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = re.findall(
+        r"^mlp seed (\d) on cpu: test accuracy ([\d.]+)% \((\d+) errors\), ([\d.]+)s$", done.stdout, re.M
+    )
+    assert [seed for seed, *_ in found] == ["0", "1"], done.stdout
+    for _, accuracy, errors, _ in found:
+        assert float(accuracy) == pytest.approx(100 * (1 - int(errors) / 2038), abs=0.005)
+        assert float(accuracy) > 90  # trained, not a coin
 
 
 def sections(stdout: str) -> dict[str, list[dict[str, str]]]:
@@ -106,7 +115,7 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
         "--poll-seconds",
         "0.2",
     ]
-    done = bench("serve.py", tmp_path, *args, "--json", str(json_path), "--png", str(png))
+    done = bench("serve", tmp_path, *args, "--json", str(json_path), "--png", str(png))
     assert done.returncode == 0, done.stderr[-3000:]
     found = sections(done.stdout)
     summary = {row["server"]: row for row in found["Summary"]}
@@ -166,45 +175,3 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
     assert f"{results['servers']['mnist37']['p50_ms']:.3f} ms" == ours["p50 single image"].split(" (")[0]
     assert [t["result"] for t in results["targets"]] == [row["result"] for row in targets.values()]
     assert png.read_bytes().startswith(b"\x89PNG")
-
-
-def test_breakdown_accounts_for_the_whole_call(mnist_dir: str, tmp_path: Path) -> None:
-    args = ("--recipe", "mlp", "--epochs", "1", "--seconds", "3", "--rate", "250", "--rounds", "1")
-    done = bench("breakdown.py", tmp_path, *args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    profile, rungs = tables(done.stdout)
-    rows = {row["where"]: row for row in profile}
-    call = number(rows.pop("the call (p50)")["ms per call"], "")
-    assert call > 0
-    stages = {where: number(row["ms per call"], "") for where, row in rows.items()}
-    assert "the forward pass (torch, the exported program)" in stages  # samples reach the model
-    assert sum(stages.values()) == pytest.approx(call, abs=0.005 * len(stages))  # each stage is rounded when printed
-    # The ladder: every rung answered, from the echo floor up to the service itself; each step is
-    # its rung's printed p50 less the previous rung's.
-    assert rungs[0]["rung"].startswith("gRPC alone") and len(rungs) == 6
-    assert rungs[-1]["rung"].endswith("python -m service")
-    p50s = [number(row["p50"], " ms") for row in rungs]
-    assert all(p > 0 for p in p50s)
-    steps = [number(row["step up"], " ms") for row in rungs[1:]]
-    assert steps == pytest.approx([b - a for a, b in itertools.pairwise(p50s)], abs=0.0021)
-
-
-def test_versus_serves_each_revision_from_its_own_tree(mnist_dir: str, tmp_path: Path) -> None:
-    args = ("HEAD", ".", "--recipe", "mlp", "--epochs", "1", "--rounds", "1", "--seconds", "0.2", "--calls", "50")
-    done = bench("versus.py", tmp_path, *args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rounds, medians = tables(done.stdout)
-    assert [(row["revision"], row["round"]) for row in rounds] == [("HEAD", "1"), (".", "1")]
-    assert [row["revision"] for row in medians] == ["HEAD", "."]
-    for row in medians:  # one round: the medians are that round's figures
-        [measured] = [r for r in rounds if r["revision"] == row["revision"]]
-        assert all(row[column] == measured[column] for column in row)
-        p50, p99 = number(row["p50, one image"], " ms"), number(row["p99, one image"], " ms")
-        assert 0 < p50 <= p99 and number(row["req/s, 32 clients"], "") > 0
-        assert number(row["images/s, 16 clients, 1024 as contents"], "") > 0
-        assert number(row["health p99 meanwhile"], " ms") > 0
-
-
-def test_versus_refuses_zero_rounds(tmp_path: Path) -> None:
-    done = bench("versus.py", tmp_path, "HEAD", "--rounds", "0")
-    assert done.returncode == 2 and "--rounds: expected 1 or more, got 0" in done.stderr

@@ -5,10 +5,17 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
+import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from trainer import figures
+from trainer.data import Split
+from trainer.loop import EpochStats, Evaluation
+from trainer.models import CNN, MLP
+from trainer.neither import Report, Scores
 
 
 def test_montage_places_each_tile_at_its_origin() -> None:
@@ -76,3 +83,27 @@ def test_the_loss_curves_leave_out_the_missing_train_loss() -> None:
     train, val = fig.axes[0].get_lines()
     assert np.asarray(train.get_xdata()).tolist() == [1, 2] and np.asarray(val.get_xdata()).tolist() == [0, 1, 2]
     plt.close(fig)
+
+
+def test_a_run_draws_four_figures_and_the_neither_one_when_the_network_abstains() -> None:
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 784), dtype=np.uint8), rng.integers(0, 2, 64).astype(np.float32)
+    test = Split(torch.from_numpy(images), torch.from_numpy(labels))
+    evaluation = Evaluation(loss=0.4, accuracy=0.9, errors=6, p_three=torch.from_numpy(rng.random(64)))
+    val = Evaluation(loss=0.5, accuracy=0.8, errors=0, p_three=torch.zeros(0))
+    history = [EpochStats(0, None, val), EpochStats(1, 0.4, val)]
+    plain = figures.for_run("mlp", history, MLP(), test, evaluation, None)
+    assert list(plain) == ["loss_curves.png", "weights.png", "confusion_matrix.png", "misclassified.png"]
+    assert plain["weights.png"].get_suptitle() == "mlp: learned first-layer weights"
+
+    scores = Scores(rng.random(50), rng.random(64), rng.random(70), rng.integers(0, 2, 70), {"noise": rng.random(20)})
+    accepted = {"digit 0": 0.02, "digit 1": 0.0, "noise": 0.1}
+    drawn = figures.for_run("cnn", history, CNN(abstains=True), test, evaluation, Report(0.9, {}, scores, accepted))
+    assert list(drawn) == [*plain, "neither_scores.png"]
+    bars = drawn["neither_scores.png"].axes[1]  # the share of each kind of outlier accepted, as the report has it
+    assert [tick.get_text() for tick in bars.get_yticklabels()] == list(accepted)
+    assert [bar.get_width() for bar in bars.patches if isinstance(bar, Rectangle)] == pytest.approx(
+        [100 * share for share in accepted.values()]
+    )
+    for fig in (*plain.values(), *drawn.values()):
+        assert _png(fig).startswith(b"\x89PNG")

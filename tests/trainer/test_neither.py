@@ -17,9 +17,9 @@ from service.client.images import mnist_style
 from service.loading import load_program
 from tests.conftest import DefaultRun
 from trainer.data import load_dataset
-from trainer.loop import OUTLIER, loss_fn
+from trainer.loop import OUTLIER, evaluate, loss_fn
 from trainer.models import CNN, Probability
-from trainer.neither import auroc, calibrate
+from trainer.neither import auroc, calibrate, measure
 
 
 def test_the_threshold_rejects_about_the_share_asked_for_and_never_more() -> None:
@@ -37,6 +37,22 @@ def test_auroc_counts_pairs_and_ties() -> None:
     known, unknown = np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.6])
     pairs = np.mean([[u > k for k in known] for u in unknown])
     assert auroc(known, unknown) == pytest.approx(pairs)
+
+
+def test_the_report_carries_the_share_of_each_kind_of_outlier_accepted(mnist_dir: str) -> None:
+    torch.manual_seed(0)
+    net, cpu = torch.nn.Linear(784, 2), torch.device("cpu")  # any network with a second, "neither" logit
+    data = load_dataset(mnist_dir, 0)
+    report = measure(net, data, evaluate(net, data.val, "bce", cpu), evaluate(net, data.test, "bce", cpu), cpu)
+    scores, shares, metrics = report.scores, report.outliers_accepted, report.metrics
+    assert list(shares) == [f"digit {d}" for d in "01245689"] + list(scores.made)
+    fives = scores.others[scores.other_digits == 5]
+    assert shares["digit 5"] == np.count_nonzero(fives <= report.threshold) / len(fives)
+    for digit in "01245689":  # the same figures as the metrics logged for the run
+        assert shares[f"digit {digit}"] == metrics[f"test_accepted_share_digit_{digit}"]
+    for kind in scores.made:
+        assert shares[kind] == pytest.approx(1 - metrics[f"made_rejected_share_{kind}"])
+    assert 0 < shares["digit 5"] < 1  # an untrained network takes some fives and not others: the count is checked
 
 
 def test_the_loss_of_a_network_that_abstains_asks_3_or_7_only_of_3s_and_7s() -> None:
