@@ -147,7 +147,7 @@ def floor(kind: str, images: np.ndarray, args: argparse.Namespace, aio: bool = F
 
 def service(uri: str, extra: list[str]) -> tuple[list[str], dict[str, str], int]:
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": "0", "HTTP_PORT": "0"}
     return [sys.executable, "-m", "service", "--host", "127.0.0.1", *extra], env, port
 
 

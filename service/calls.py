@@ -134,22 +134,38 @@ class CallGuard(Interceptor):
             self._wrapped[path] = cached
         return cached[1]
 
+    # The call slots and the token are shared with the HTTP side: one limit and one token for the service.
+    def take_call_slot(self) -> bool:
+        """Take one of the --max-in-flight slots; False when every one is taken."""
+        if self.in_flight >= self._max_in_flight:
+            return False
+        self.in_flight += 1
+        return True
+
+    def give_back_call_slot(self) -> None:
+        self.in_flight -= 1
+
+    def full_message(self) -> str:
+        return (
+            f"{self._max_in_flight} calls are running or queued, this server's limit (--max-in-flight); try again later"
+        )
+
+    def authorized(self, sent: str | bytes) -> bool:
+        """Whether an authorization value is "Bearer <the token>", or no token is set."""
+        if not self._authorization:
+            return True
+        return hmac.compare_digest(sent.encode() if isinstance(sent, str) else sent, self._authorization)
+
     def _admit(self, request: Any, context: Context, method: _Method, held: _Held) -> Any:
         """Take a call slot, check the token and the deadline, refuse a malformed request, and take a
         stream slot last, once nothing else can refuse the call; the request to hand the handler."""
         if method.counted:
-            if self.in_flight >= self._max_in_flight:
-                raise _Refused(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"{self._max_in_flight} calls are running or queued, this server's limit (--max-in-flight); "
-                    "try again later",
-                )
-            self.in_flight += 1
+            if not self.take_call_slot():
+                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, self.full_message())
             held.call = True
-        if self._authorization and method.service != HEALTH_SERVICE:
+        if self._authorization and method.service != HEALTH_SERVICE:  # no metadata read without a token
             sent = dict(context.invocation_metadata() or ()).get("authorization", "")
-            sent_bytes = sent.encode() if isinstance(sent, str) else sent
-            if not hmac.compare_digest(sent_bytes, self._authorization):
+            if not self.authorized(sent):
                 raise _Refused(
                     grpc.StatusCode.UNAUTHENTICATED,
                     "missing or wrong token: send the metadata 'authorization: Bearer <token>'",
@@ -187,7 +203,7 @@ class CallGuard(Interceptor):
             raise
         finally:
             if held.call:
-                self.in_flight -= 1
+                self.give_back_call_slot()
             if held.stream:
                 self.open_streams -= 1
             self._metrics.observe(method.name, _final_code(context, failed, gone), time.perf_counter() - start)

@@ -29,6 +29,12 @@ class ServiceConfig:
     # Time between health turning NOT_SERVING and the port closing, so health checkers and load
     # balancers see the service leave before its connections are refused; counted inside the grace.
     drain_seconds: float = 1.0
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080  # 0: no HTTP side
+    # Origins whose pages may call the HTTP API (CORS), comma-separated, or *; empty: none.
+    cors_origins: str = ""
+    http_idle_seconds: float = 60.0  # a connection that sends no request for this long is closed
+    http_read_seconds: float = 10.0  # a request body must arrive within this
     max_streams: int = 8
     max_in_flight: int = 64
     tls_cert: str = ""
@@ -51,6 +57,26 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int, "largest gRPC message either way"),
     "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float, "time in-flight calls get to finish on SIGTERM"),
     "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float, "time NOT_SERVING is shown before the port closes"),
+    "http_host": ("--http-host", "HTTP_HOST", str, "address to bind HTTP (REST and the page) on"),
+    "http_port": ("--http-port", "HTTP_PORT", int, "HTTP port for the REST API and the page; 0 turns HTTP off"),
+    "cors_origins": (
+        "--cors-origins",
+        "CORS_ORIGINS",
+        str,
+        "origins allowed to call HTTP from a browser, comma-separated, or *",
+    ),
+    "http_idle_seconds": (
+        "--http-idle-seconds",
+        "HTTP_IDLE_SECONDS",
+        float,
+        "an HTTP connection idle this long is closed",
+    ),
+    "http_read_seconds": (
+        "--http-read-seconds",
+        "HTTP_READ_SECONDS",
+        float,
+        "time an HTTP request body gets to arrive",
+    ),
     "max_streams": ("--max-streams", "MAX_STREAMS", int, "open streams but health Watch; more get RESOURCE_EXHAUSTED"),
     "max_in_flight": ("--max-in-flight", "MAX_IN_FLIGHT", int, "calls running or queued; more get RESOURCE_EXHAUSTED"),
     "tls_cert": ("--tls-cert", "GRPC_TLS_CERT", str, "PEM server certificate chain; with --tls-key turns TLS on"),
@@ -86,9 +112,10 @@ def _convert(name: str, raw: str, source: str) -> object:
 
 def _check(config: ServiceConfig, source: dict[str, str]) -> None:
     """Relations between settings and files they name; each message names one setting."""
-    if not 0 <= config.port <= 65535:
-        raise ConfigError(f"{source['port']}: expected 0..65535, got {config.port}")
-    for name in ("poll_seconds", "max_batch", "max_streams", "max_in_flight"):
+    for name in ("port", "http_port"):
+        if not 0 <= getattr(config, name) <= 65535:
+            raise ConfigError(f"{source[name]}: expected 0..65535, got {getattr(config, name)}")
+    for name in ("poll_seconds", "max_batch", "max_streams", "max_in_flight", "http_idle_seconds", "http_read_seconds"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{source[name]}: expected a positive number, got {getattr(config, name)}")
     if bool(config.tls_cert) != bool(config.tls_key):

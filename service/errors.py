@@ -12,7 +12,8 @@ RuntimeError
 ├── ModelError             the served model failed on a request → INTERNAL, naming the version
 └── NotServingError        no version is served yet → UNAVAILABLE, saying why
 
-status_of maps the last four to status codes, once, for every call (the call guard applies it).
+status_of maps the last four to gRPC status codes, once, for every call (the call guard applies it);
+http_status_of to HTTP statuses (400, 404, 500, 503) for every HTTP request.
 """
 
 from __future__ import annotations
@@ -75,3 +76,17 @@ def status_of(err: Exception) -> grpc.StatusCode | None:
         logger.error("%s", err)
         return grpc.StatusCode.INTERNAL
     return None
+
+
+def http_status_of(err: Exception) -> int | None:
+    """The HTTP status a handler's error becomes, as status_of does for gRPC; None for a bug (500)."""
+    code = status_of(err)
+    return None if code is None else HTTP_STATUS[code]
+
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.INTERNAL: 500,
+}

@@ -85,7 +85,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         images = await decoded(declared, lambda: request_images(request, self._max_batch))
         model = require_model(self._models)  # the version checked is the version that answers
         _check_version(request.model_version, model)
-        outputs = requested_outputs(request, model)
+        outputs = requested_outputs([o.name for o in request.outputs], model)
         predictions = await predict_digits(self._forward, model, images)
         arrays = output_arrays(predictions)
         datatypes = outputs_of(model)

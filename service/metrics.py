@@ -1,4 +1,4 @@
-"""Prometheus metrics: calls by method and status code, latency, the served version and any refused one."""
+"""Prometheus metrics: gRPC calls and HTTP requests by status, latency, the served version and any refused one."""
 
 from __future__ import annotations
 
@@ -40,6 +40,24 @@ class ServiceMetrics:
             ["model", "alias", "reason"],
             registry=self.registry,
         )
+        self.http_requests = Counter(
+            "mnist37_http_requests",
+            "HTTP requests handled, by route (its template: /v2/models/{model}/infer) and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "mnist37_http_latency_seconds",
+            "HTTP request latency, by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.http_timeouts = Counter(
+            "mnist37_http_timeouts",
+            "HTTP requests whose body did not arrive within --http-read-seconds",
+            registry=self.registry,
+        )
         self.served.labels(*self._labels).set(0)
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}
 
@@ -63,3 +81,7 @@ class ServiceMetrics:
             self._children[(method, code)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_http(self, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, str(status)).inc()
+        self.http_latency.labels(route).observe(seconds)

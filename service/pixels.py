@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf.message import Message
@@ -11,6 +12,7 @@ from google.protobuf.message import Message
 from service.errors import InvalidInputError
 
 PIXELS = 784
+T = TypeVar("T")
 LENGTH_DELIMITED = 2  # the protobuf wire type of a packed repeated field
 
 
@@ -82,7 +84,7 @@ def check_batch_size(n: int, max_batch: int) -> None:
 DECODE_ON_LOOP_MAX_IMAGES = 64
 
 
-async def decoded(images: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
+async def decoded(images: int, decode: Callable[[], T]) -> T:
     """decode() for a request that declares `images` images: on the loop if few, on a thread if many."""
     if images <= DECODE_ON_LOOP_MAX_IMAGES:
         return decode()

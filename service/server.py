@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import ssl
 from pathlib import Path
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 # The stubs know only the thread-pool versions; these are the asyncio ones shipped beside them.
@@ -28,6 +31,7 @@ from service.generated.mnist37.v1 import classifier_pb2_grpc as api_grpc
 from service.inference_servicer import InferenceServicer
 from service.metrics import ServiceMetrics
 from service.predictor import ServedModel
+from service.rest import build_app
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,11 @@ class Service:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         _add_reflection(self.server)
         self.port = _bind(self.server, config)
+        # The HTTP side shares the loop, the follower, the forwards and the guard's slots and token.
+        self._http: web.AppRunner | None = None
+        self._http_socket = _bind_http(config) if config.http_port else None
+        self.http_port = self._http_socket.getsockname()[1] if self._http_socket else 0
+        self._config = config
 
     def _model_changed(self, model: ServedModel) -> None:
         """The follower's thread hands a new model's SERVING to the loop, where health's watchers live.
@@ -89,6 +98,16 @@ class Service:
         """NOT_SERVING until a model loads; start answering calls and, unless told not to, following the alias."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        if self._http_socket is not None:
+            app = build_app(self._config, self.follower, self.forwards, self.guard, self.metrics)
+            self._http = web.AppRunner(
+                app,
+                access_log=None,  # requests are counted in the metrics, not logged one by one
+                keepalive_timeout=self._config.http_idle_seconds,  # also closes a connection slow to send its headers
+                shutdown_timeout=self._config.grace_seconds,
+            )
+            await self._http.setup()
+            await web.SockSite(self._http, self._http_socket, ssl_context=_ssl_context(self._config)).start()
         if follow:
             self.follower.start()
 
@@ -97,9 +116,15 @@ class Service:
         await self.health.enter_graceful_shutdown()
         drain = min(drain, grace)
         await asyncio.sleep(drain)  # still answering, so health checks can observe NOT_SERVING
-        await self.server.stop(grace - drain)
+        await asyncio.gather(self.server.stop(grace - drain), self._stop_http())
         await asyncio.to_thread(self.follower.stop)  # it may be mid-poll
         self.forwards.close()
+
+    async def _stop_http(self) -> None:
+        if self._http is not None:
+            await self._http.cleanup()  # stops listening, then lets in-flight requests finish
+        elif self._http_socket is not None:
+            self._http_socket.close()
 
 
 def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
@@ -113,6 +138,28 @@ def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
     if port == 0:
         raise OSError(f"cannot bind gRPC to {address} (is another server using the port?)")
     return port
+
+
+def _bind_http(config: ServiceConfig) -> socket.socket:
+    """Bind config.http_host:config.http_port now, so that a taken port fails at start-up as gRPC's does."""
+    host = config.http_host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, config.http_port), family=family, reuse_port=False)
+    except OSError as err:
+        raise OSError(f"cannot bind HTTP to {config.http_host}:{config.http_port}: {err.strerror}") from None
+
+
+def _ssl_context(config: ServiceConfig) -> ssl.SSLContext | None:
+    """The gRPC side's certificate, key and client CA, for HTTPS."""
+    if not config.tls_cert:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    if config.tls_client_ca:
+        context.load_verify_locations(config.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
@@ -156,12 +203,13 @@ async def _serve(config: ServiceConfig) -> int:
         loop.add_signal_handler(signum, _stopping, signum, stop, config.grace_seconds)
     await service.start()
     logger.info(
-        "serving %s@%s from %s on %s:%d%s (%s)",
+        "serving %s@%s from %s: gRPC on %s:%d, %s%s (%s)",
         config.model_name,
         config.alias,
         config.tracking_uri,
         config.host,
         service.port,
+        f"HTTP on {config.http_host}:{service.http_port}" if service.http_port else "HTTP off",
         " with TLS" if config.tls_cert else "",
         f"metrics on {config.metrics_host}:{config.metrics_port}" if config.metrics_port else "metrics off",
     )

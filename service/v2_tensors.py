@@ -1,4 +1,4 @@
-"""Open Inference Protocol (v2) tensors: a request's `image` input to pixels, predictions to outputs."""
+"""Open Inference Protocol (v2) tensors over gRPC: the `image` input to pixels; the outputs both protocols share."""
 
 from __future__ import annotations
 
@@ -87,10 +87,10 @@ def outputs_of(model: ServedModel) -> dict[str, str]:
     return OUTPUTS if model.ood_threshold is None else OUTPUTS | ABSTAIN_OUTPUTS
 
 
-def requested_outputs(request: pb.ModelInferRequest, model: ServedModel) -> list[str]:
-    """The outputs a request asks for (all by default), each known to the version and asked once."""
+def requested_outputs(asked: list[str], model: ServedModel) -> list[str]:
+    """The outputs a request asks for (all of the version's when none), each known and asked once."""
     available = outputs_of(model)
-    names = [o.name for o in request.outputs] or list(available)
+    names = asked or list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
         cannot = " (it cannot abstain)" if set(unknown) <= set(ABSTAIN_OUTPUTS) else ""

@@ -43,12 +43,8 @@ class BackgroundService:
         except BaseException:
             self._close()
             raise
-        self.port, self.follower, self.metrics, self.guard = (
-            self.service.port,
-            self.service.follower,
-            self.service.metrics,
-            self.service.guard,
-        )
+        self.port, self.http_port = self.service.port, self.service.http_port
+        self.follower, self.metrics, self.guard = self.service.follower, self.service.metrics, self.service.guard
 
     @staticmethod
     async def _made(config: ServiceConfig) -> Service:
@@ -116,7 +112,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory, mnist_dir: str) -> Regist
 
 
 def config_for(uri: str, **overrides: object) -> ServiceConfig:
-    settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, "poll_seconds": 0.2, "metrics_port": 0}
+    settings: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "poll_seconds": 0.2,
+        "metrics_port": 0,
+        "http_port": 0,
+    }
     return ServiceConfig(tracking_uri=uri, **(settings | overrides))  # type: ignore[arg-type]
 
 

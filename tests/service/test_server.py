@@ -97,7 +97,7 @@ def test_a_second_server_on_a_taken_port_fails_naming_the_port(tmp_path: Path) -
     first = BackgroundService(config_for(uri))
     first.start(follow=False)
     try:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "METRICS_PORT": "0"}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "METRICS_PORT": "0", "HTTP_PORT": "0"}
         result = subprocess.run(
             [sys.executable, "-m", "service", "--port", str(first.port)],
             capture_output=True,

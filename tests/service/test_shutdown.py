@@ -25,7 +25,13 @@ pytestmark = pytest.mark.slow
 def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> None:
     set_alias(registry.uri, registry.good)
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "GRPC_PORT": str(port),
+        "METRICS_PORT": "0",
+        "HTTP_PORT": "0",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--poll-seconds", "1", "--grace-seconds", "10", "--drain-seconds", "3"],
         env=env,
@@ -68,7 +74,13 @@ def test_the_process_exits_promptly_once_stopped(registry: Registry) -> None:
     """Orchestrators wait for the exit, not the log line: teardown must not eat into their grace period."""
     set_alias(registry.uri, registry.good)
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "GRPC_PORT": str(port),
+        "METRICS_PORT": "0",
+        "HTTP_PORT": "0",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--drain-seconds", "0", "--grace-seconds", "1"],
         env=env,
@@ -100,6 +112,7 @@ def test_an_unreachable_registry_at_start_up_is_waited_for(registry: Registry, t
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{registry_port}",  # nothing listens there yet
         "GRPC_PORT": str(grpc_port),
         "METRICS_PORT": "0",
+        "HTTP_PORT": "0",
     }
     service = subprocess.Popen(
         [sys.executable, "-m", "service", "--poll-seconds", "4"],

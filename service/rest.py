@@ -1,0 +1,261 @@
+"""The HTTP side: the Open Inference Protocol's REST API and the drawing page, on the gRPC server's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from aiohttp import web
+
+from service.calls import CallGuard
+from service.config import ServiceConfig
+from service.errors import NotFoundError, http_status_of
+from service.metrics import ServiceMetrics
+from service.pixels import PIXELS, decoded
+from service.predictor import ModelSource, RunForward, ServedModel, predict_digits, require_model
+from service.rest_tensors import HEADER_LENGTH, infer_request, infer_response, split_body
+from service.v2_tensors import INPUT, outputs_of, requested_outputs
+
+logger = logging.getLogger(__name__)
+
+PAGE = Path(__file__).with_name("page")
+PAGE_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+# Everything the page needs comes from this server; nothing may run that it did not send.
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+# What an infer body may say it is: JSON; binary tensors after JSON (or no type at all, which aiohttp
+# reads as octet-stream); and what `curl -d` says of any body unless told otherwise.
+BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded")
+UNMATCHED = "unmatched"  # the route label of requests to no route, so paths add no labels
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Refused(Exception):
+    """Ends a request with an HTTP status of the HTTP side's own: 401, 408, 415, 429."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _explained(err: web.HTTPException, request: web.Request) -> str:
+    if err.status == 404:
+        return f"no such route: {request.method} {request.path} (the API is under /v2; the page is at /)"
+    if err.status == 405:
+        return f"{request.method} is not allowed on {request.path}; allowed: {err.headers.get('Allow', 'none')}"
+    return err.text or err.reason
+
+
+class RestApi:
+    """The REST routes over the served model: HTTP ⇄ arrays, nothing else. Errors are raised as the
+    service's own exceptions and answered by the guard middleware."""
+
+    def __init__(self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int) -> None:
+        self._models = models
+        self._forward = forward
+        self._name = model_name
+        self._max_batch = max_batch
+
+    def routes(self, app: web.Application) -> None:
+        for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+            app.router.add_get(prefix, self.model_metadata)
+            app.router.add_get(f"{prefix}/ready", self.model_ready)
+            app.router.add_post(f"{prefix}/infer", self.infer)
+        app.router.add_get("/v2", self.server_metadata)
+        app.router.add_get("/v2/health/live", self.server_live)
+        app.router.add_get("/v2/health/ready", self.server_ready)
+
+    def _served(self, request: web.Request) -> ServedModel:
+        """The model the URL names, read once for the whole request: 404 for another name or version."""
+        name = request.match_info["model"]
+        if name != self._name:
+            raise NotFoundError(f"unknown model {name!r}; this server serves {self._name!r}")
+        model = require_model(self._models)
+        version = request.match_info.get("version", "")
+        if version and version != model.version:
+            raise NotFoundError(f"version {version!r} of {name!r} is not served; version {model.version!r} is")
+        return model
+
+    async def server_live(self, request: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def server_ready(self, request: web.Request) -> web.Response:
+        ready = self._models.current() is not None
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        extensions = ["binary_tensor_data"]
+        return web.json_response({"name": "mnist37", "version": package_version("mnist37"), "extensions": extensions})
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        self._served(request)
+        return web.json_response({"name": self._name, "ready": True})
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        model = self._served(request)
+        return web.json_response(
+            {
+                "name": self._name,
+                "versions": [model.version],
+                "platform": "pytorch_torch_export",
+                # Each input once, with one datatype (UINT8 is accepted too), as on gRPC.
+                "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, PIXELS]}],
+                "outputs": [{"name": n, "datatype": t, "shape": [-1]} for n, t in outputs_of(model).items()],
+                "parameters": {"ood_threshold": model.ood_threshold},
+            }
+        )
+
+    async def infer(self, request: web.Request) -> web.Response:
+        if request.content_type not in BODY_TYPES:
+            raise Refused(
+                415, f"expected Content-Type application/json (or binary tensors), got {request.content_type}"
+            )
+        body = await request.read()  # the guard has bounded its size and the time it may take
+        # A body of N×784 bytes holds at most about N images: a large one is parsed off the loop.
+        parsed = await decoded(
+            len(body) // PIXELS,
+            lambda: infer_request(*split_body(body, request.headers.get(HEADER_LENGTH)), self._max_batch),
+        )
+        images = await decoded(parsed.count, parsed.decode)
+        model = self._served(request)  # the version checked is the version that answers
+        names = requested_outputs(parsed.outputs, model)
+        predictions = await predict_digits(self._forward, model, images)
+        payload, header_length = infer_response(parsed, names, outputs_of(model), self._name, predictions)
+        if header_length is None:
+            return web.Response(body=payload, content_type="application/json")
+        return web.Response(
+            body=payload, content_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
+        )
+
+
+def page_routes(app: web.Application, model_name: str) -> None:
+    """The drawing page at / and its assets under /page/, read once; the page is told the model's name."""
+    assets: dict[str, tuple[bytes, str]] = {}
+    for path in sorted(PAGE.glob("*")):
+        if path.suffix in PAGE_TYPES:
+            assets[path.name] = (path.read_bytes(), PAGE_TYPES[path.suffix])
+    if "index.html" not in assets:
+        return
+    index = assets.pop("index.html")[0].replace(b"{{MODEL_NAME}}", json.dumps(model_name)[1:-1].encode())
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=index, content_type="text/html", charset="utf-8")
+
+    async def asset(request: web.Request) -> web.Response:
+        found = assets.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=found[0], content_type=found[1], charset="utf-8")
+
+    app.router.add_get("/", page)
+    app.router.add_get("/page/{name}", asset)
+
+
+class HttpGuard:
+    """One middleware in front of every request: the token and the call slots shared with gRPC, the
+    body's size and time, every error as a JSON body, CORS, and each request's status in the metrics.
+    Health and the page need no token and take no slot, as gRPC's health checks."""
+
+    def __init__(self, guard: CallGuard, metrics: ServiceMetrics, read_seconds: float, cors_origins: str) -> None:
+        self._guard = guard
+        self._metrics = metrics
+        self._read_seconds = read_seconds
+        origins = {o.strip() for o in cors_origins.split(",") if o.strip()}
+        self._any_origin = "*" in origins
+        self._origins = origins - {"*"}
+
+    @web.middleware
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else UNMATCHED
+        slot = False
+        try:
+            if request.method == "OPTIONS" and self._allowed(request):
+                response: web.StreamResponse = self._preflight()
+            else:
+                if route.startswith("/v2/models") or route == "/v2":
+                    if not self._guard.authorized(request.headers.get("Authorization", "")):
+                        raise Refused(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'")
+                    if not self._guard.take_call_slot():
+                        raise Refused(429, self._guard.full_message())
+                    slot = True
+                response = await self._answer(request, handler)
+        except Refused as err:
+            response = error(err.status, str(err))
+            if err.status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+        except web.HTTPException as err:  # aiohttp's own: no route, a wrong method, a body over the limit
+            response = error(err.status, _explained(err, request))
+            if "Allow" in err.headers:
+                response.headers["Allow"] = err.headers["Allow"]
+        except Exception as err:
+            status = http_status_of(err)
+            if status is None:
+                logger.exception("HTTP %s %s failed", request.method, request.path)
+                status, message = 500, "the server failed on this request; its log says why"
+            else:
+                message = str(err)
+            response = error(status, message)
+        finally:
+            if slot:
+                self._guard.give_back_call_slot()
+        self._headers(request, response)
+        self._metrics.observe_http(route, response.status, time.perf_counter() - start)
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(self._read_seconds):
+                    await request.read()  # kept by the request: the handler's read returns it at once
+            except TimeoutError:
+                self._metrics.http_timeouts.inc()
+                raise Refused(408, f"the request body did not arrive within {self._read_seconds:g}s") from None
+        return await handler(request)
+
+    def _allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        return origin is not None and (self._any_origin or origin in self._origins)
+
+    def _preflight(self) -> web.Response:
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": f"Authorization, Content-Type, {HEADER_LENGTH}",
+                "Access-Control-Max-Age": "600",
+            },
+        )
+
+    def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if self._allowed(request):
+            response.headers["Access-Control-Allow-Origin"] = "*" if self._any_origin else request.headers["Origin"]
+            response.headers["Access-Control-Expose-Headers"] = HEADER_LENGTH
+            response.headers["Vary"] = "Origin"
+
+
+def build_app(
+    config: ServiceConfig, models: ModelSource, forward: RunForward, guard: CallGuard, metrics: ServiceMetrics
+) -> web.Application:
+    """The REST API and the page, behind the guard, for a Service to run beside its gRPC server."""
+    app = web.Application(
+        middlewares=[HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins).handle],
+        client_max_size=config.max_message_bytes,
+    )
+    RestApi(models, forward, config.model_name, config.max_batch).routes(app)
+    page_routes(app, config.model_name)
+    return app

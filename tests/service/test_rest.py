@@ -1,0 +1,376 @@
+"""The HTTP side over real connections: the Open Inference Protocol's REST routes through the unmodified
+tritonclient.http, every mistake as a JSON error, the limits, token, TLS and CORS shared with gRPC,
+and one forward path for both protocols."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+
+from service.generated.mnist37.v1 import classifier_pb2 as pb
+from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from tests.conftest import free_port, new_store, wait_until
+from tests.service.certificates import make_certificates
+from tests.service.conftest import BackgroundService, Registry, config_for, health_status, running, serving_fake
+
+MODEL = "mnist-3v7"
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def call(port: int, method: str, path: str, body: bytes | None = None, **headers: str) -> Reply:
+    """One HTTP request as curl would send it; the status, headers and body, whatever the status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        method=method,
+        headers={k.replace("_", "-"): v for k, v in headers.items()},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def infer_body(images: np.ndarray, datatype: str = "UINT8", **extra: object) -> bytes:
+    tensor = {"name": "image", "shape": list(images.shape), "datatype": datatype, "data": images.tolist()}
+    return json.dumps({"inputs": [tensor], **extra}).encode()
+
+
+@pytest.fixture
+def served_http(registry: Registry) -> Iterator[BackgroundService]:
+    """A server on @champion = the first good version, HTTP on a free port, already SERVING."""
+    from tests.service.conftest import set_alias
+
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri, http_port=free_port())) as (service, channel):
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
+        yield service
+
+
+def test_tritonclient_http_binary_and_json_answer_as_grpc_does(
+    served_http: BackgroundService, registry: Registry, test_images: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, digits = test_images[0][:60], test_images[1][:60]
+    client = triton_http.InferenceServerClient(f"127.0.0.1:{served_http.http_port}")
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL)
+    assert client.is_model_ready(MODEL, registry.good) and not client.is_model_ready(MODEL, registry.other_good)
+    meta = client.get_model_metadata(MODEL)
+    assert meta["versions"] == [registry.good]
+    assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 784]}]
+    assert [o["name"] for o in meta["outputs"]] == ["digit", "p_three"]
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+
+    answers = {}
+    for datatype, array in (("FP32", images.astype(np.float32) / 255), ("UINT8", images)):
+        for binary in (True, False):
+            tensor = triton_http.InferInput("image", list(array.shape), datatype)
+            tensor.set_data_from_numpy(array, binary_data=binary)
+            outputs = [triton_http.InferRequestedOutput(n, binary_data=binary) for n in ("digit", "p_three")]
+            result = client.infer(MODEL, [tensor], outputs=outputs, request_id=f"{datatype}-{binary}")
+            response = result.get_response()
+            assert response["model_version"] == registry.good and response["id"] == f"{datatype}-{binary}"
+            assert ("data" not in response["outputs"][0]) is binary  # binary outputs travel after the JSON
+            answers[datatype, binary] = result.as_numpy("digit"), result.as_numpy("p_three")
+    first_digits, first_p = answers["FP32", True]
+    assert np.mean(first_digits == digits) > 0.9
+    for got_digits, got_p in answers.values():
+        np.testing.assert_array_equal(got_digits, first_digits)
+        np.testing.assert_allclose(got_p, first_p, atol=1e-6)
+
+    # gRPC, on the same server, answers the same images the same.
+    with grpc.insecure_channel(f"127.0.0.1:{served_http.port}") as channel:
+        stub = pb_grpc.ClassifierStub(channel)
+        batch = stub.ClassifyBatch(pb.ClassifyBatchRequest(images=[pb.Image(uint8=row.tobytes()) for row in images]))
+    np.testing.assert_allclose([p.p_three for p in batch.predictions], first_p, atol=1e-6)
+    with pytest.raises(triton_http.InferenceServerException, match="unknown model 'nope'"):
+        client.infer("nope", [tensor])
+
+
+def test_json_data_may_be_nested_or_flat_and_parameters_are_accepted(served_http: BackgroundService) -> None:
+    image = np.zeros((2, 784), np.uint8)
+    for data in (image.tolist(), image.reshape(-1).tolist()):
+        body = json.dumps(
+            {
+                "id": "x",
+                "parameters": {"note": 1},
+                "inputs": [{"name": "image", "shape": [2, 784], "datatype": "UINT8", "data": data, "parameters": {}}],
+                "outputs": [{"name": "digit"}],
+            }
+        ).encode()
+        status, _, reply = call(served_http.http_port, "POST", f"/v2/models/{MODEL}/infer", body)
+        answer = json.loads(reply)
+        assert status == 200 and answer["id"] == "x" and [o["name"] for o in answer["outputs"]] == ["digit"]
+        assert answer["outputs"][0]["shape"] == [2] and answer["outputs"][0]["datatype"] == "INT32"
+
+
+def _half(images: np.ndarray) -> np.ndarray:
+    return np.full(len(images), 0.5, np.float32)
+
+
+BAD_INFER = [
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b"[1, 2]", "application/json", 400, "expected a JSON object, got list"),
+    (infer_body(np.zeros((1, 783), np.uint8)), "application/json", 400, "expected shape [N, 784]"),
+    (
+        infer_body(np.zeros((1, 784), np.uint8), "INT64"),
+        "application/json",
+        400,
+        "expected datatype FP32 or UINT8, got 'INT64'",
+    ),
+    (infer_body(np.full((1, 784), 300)), "application/json", 400, "UINT8 values must lie in [0, 255]"),
+    (infer_body(np.full((1, 784), 2.0), "FP32"), "application/json", 400, "must lie in [0, 1]"),
+    (
+        json.dumps(
+            {"inputs": [{"name": "image", "shape": [1, 784], "datatype": "UINT8", "data": ["a"] * 784}]}
+        ).encode(),
+        "application/json",
+        400,
+        "expected UINT8 numbers",
+    ),
+    (
+        json.dumps(
+            {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8", "data": [0] * 784}]}
+        ).encode(),
+        "application/json",
+        400,
+        "expected one input named 'image'",
+    ),
+    (
+        json.dumps({"inputs": [{"name": "image", "shape": [2, 784], "datatype": "UINT8", "data": [0] * 784}]}).encode(),
+        "application/json",
+        400,
+        "needs 1568 values in data, got 784",
+    ),
+    (infer_body(np.zeros((1, 784), np.uint8), outputs=[{"name": "known"}]), "application/json", 400, "cannot abstain"),
+    (infer_body(np.zeros((1, 784), np.uint8)), "text/plain", 415, "expected Content-Type application/json"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "needle"), BAD_INFER)
+def test_mistakes_get_a_json_error_naming_what_was_expected(
+    tmp_path: Path, body: bytes, content_type: str, status: int, needle: str
+) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        got, headers, reply = call(
+            service.http_port, "POST", f"/v2/models/{MODEL}/infer", body, Content_Type=content_type
+        )
+        assert got == status and headers["Content-Type"].startswith("application/json")
+        assert needle in json.loads(reply)["error"] and b"Traceback" not in reply
+        # The next request is served.
+        assert (
+            call(service.http_port, "POST", f"/v2/models/{MODEL}/infer", infer_body(np.zeros((1, 784), np.uint8)))[0]
+            == 200
+        )
+
+
+def test_binary_tensors_are_checked_against_their_stated_size(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        header = json.dumps(
+            {
+                "inputs": [
+                    {"name": "image", "shape": [1, 784], "datatype": "FP32", "parameters": {"binary_data_size": 3136}}
+                ]
+            }
+        ).encode()
+        path = f"/v2/models/{MODEL}/infer"
+        ok = call(
+            service.http_port,
+            "POST",
+            path,
+            header + np.zeros(784, "<f4").tobytes(),
+            Inference_Header_Content_Length=str(len(header)),
+        )
+        assert ok[0] == 200
+        short = call(
+            service.http_port, "POST", path, header + b"\0" * 100, Inference_Header_Content_Length=str(len(header))
+        )
+        assert short[0] == 400 and "needs 3136 binary bytes" in json.loads(short[2])["error"]
+        wrong = call(service.http_port, "POST", path, header, Inference_Header_Content_Length="99999")
+        assert wrong[0] == 400 and "Inference-Header-Content-Length" in json.loads(wrong[2])["error"]
+
+
+def test_routes_methods_sizes_and_a_missing_model(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    with running(config_for(store, http_port=free_port(), max_message_bytes=100_000)) as (service, _):
+        port = service.http_port
+        status, _, reply = call(port, "POST", f"/v2/models/{MODEL}/infer", infer_body(np.zeros((1, 784), np.uint8)))
+        assert status == 503 and "no model loaded yet" in json.loads(reply)["error"]  # NOT_SERVING's HTTP face
+        assert call(port, "GET", "/v2/health/ready")[0] == 503 and call(port, "GET", "/v2/health/live")[0] == 200
+        assert call(port, "GET", "/v2/models/other")[0] == 404
+        status, _, reply = call(port, "GET", "/nowhere")
+        assert status == 404 and "no such route: GET /nowhere" in json.loads(reply)["error"]
+        status, headers, reply = call(port, "PUT", "/v2/health/live", b"{}")
+        assert status == 405 and "GET" in headers["Allow"] and "PUT is not allowed" in json.loads(reply)["error"]
+        status, _, reply = call(port, "POST", f"/v2/models/{MODEL}/infer", b"0" * 200_000)
+        assert status == 413 and "100000" in json.loads(reply)["error"]
+
+
+def test_a_version_in_the_path_must_be_the_served_one(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        body = infer_body(np.zeros((1, 784), np.uint8))
+        assert call(service.http_port, "POST", f"/v2/models/{MODEL}/versions/9/infer", body)[0] == 200
+        status, _, reply = call(service.http_port, "POST", f"/v2/models/{MODEL}/versions/8/infer", body)
+        assert status == 404 and "version '8'" in json.loads(reply)["error"]
+
+
+def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    with serving_fake(tmp_path, _half, http_port=free_port(), token_file=str(token)) as (service, _):
+        port, body = service.http_port, infer_body(np.zeros((1, 784), np.uint8))
+        status, headers, reply = call(port, "POST", f"/v2/models/{MODEL}/infer", body)
+        assert status == 401 and headers["WWW-Authenticate"] == "Bearer" and "Bearer" in json.loads(reply)["error"]
+        assert call(port, "GET", f"/v2/models/{MODEL}", Authorization="Bearer wrong")[0] == 401
+        assert call(port, "POST", f"/v2/models/{MODEL}/infer", body, Authorization="Bearer s3cret")[0] == 200
+        assert call(port, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_the_in_flight_limit_is_shared_with_grpc(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(10)
+        return _half(images)
+
+    with serving_fake(tmp_path, slow, http_port=free_port(), max_in_flight=1) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        pending = stub.Classify.future(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=20)
+        wait_until(lambda: service.guard.in_flight == 1, 10, "the gRPC call holds the one slot")
+        status, _, reply = call(
+            service.http_port, "POST", f"/v2/models/{MODEL}/infer", infer_body(np.zeros((1, 784), np.uint8))
+        )
+        assert status == 429 and "--max-in-flight" in json.loads(reply)["error"]
+        release.set()
+        assert pending.result().prediction.digit in (3, 7)
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_http_and_grpc_calls_that_arrive_together_share_a_forward(tmp_path: Path) -> None:
+    batches: list[int] = []
+    gate = threading.Event()
+
+    def model(images: np.ndarray) -> np.ndarray:
+        batches.append(len(images))
+        if len(batches) == 1:
+            gate.wait(10)  # the first forward runs until both calls below have queued
+        return _half(images)
+
+    with serving_fake(tmp_path, model, http_port=free_port()) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        first = stub.Classify.future(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=20)
+        wait_until(lambda: batches == [1], 10, "the first forward started")
+        via_grpc = stub.ClassifyBatch.future(
+            pb.ClassifyBatchRequest(images=[pb.Image(uint8=bytes(784))] * 2), timeout=20
+        )
+        replies: list[Reply] = []
+        via_http = threading.Thread(
+            target=lambda: replies.append(
+                call(service.http_port, "POST", f"/v2/models/{MODEL}/infer", infer_body(np.zeros((3, 784), np.uint8)))
+            )
+        )
+        via_http.start()
+        wait_until(lambda: service.guard.in_flight == 3, 10, "both calls queued behind the first forward")
+        gate.set()
+        first.result(), via_grpc.result()
+        via_http.join(10)
+        assert replies[0][0] == 200 and json.loads(replies[0][2])["model_version"] == "9"
+    assert batches == [1, 5]  # the gRPC call's 2 images and the HTTP call's 3 in one forward
+
+
+def test_metrics_count_http_requests_by_route_and_status(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        port = service.http_port
+        call(port, "POST", f"/v2/models/{MODEL}/infer", infer_body(np.zeros((1, 784), np.uint8)))
+        call(port, "POST", f"/v2/models/{MODEL}/infer", b"{")
+        call(port, "GET", "/no/such/path")
+        sample = service.metrics.registry.get_sample_value
+        route = "/v2/models/{model}/infer"
+        assert sample("mnist37_http_requests_total", {"route": route, "status": "200"}) == 1
+        assert sample("mnist37_http_requests_total", {"route": route, "status": "400"}) == 1
+        assert sample("mnist37_http_requests_total", {"route": "unmatched", "status": "404"}) == 1
+        assert sample("mnist37_http_latency_seconds_count", {"route": route}) == 2
+
+
+def test_cors_is_off_by_default_and_names_only_the_listed_origins(tmp_path: Path) -> None:
+    origin = "http://draw.example"
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        _, headers, _ = call(service.http_port, "GET", f"/v2/models/{MODEL}", Origin=origin)
+        assert "Access-Control-Allow-Origin" not in headers
+        assert call(service.http_port, "OPTIONS", f"/v2/models/{MODEL}/infer", Origin=origin)[0] == 405
+    with serving_fake(tmp_path / "cors", _half, http_port=free_port(), cors_origins=f"{origin}, http://other") as (
+        service,
+        _,
+    ):
+        status, headers, _ = call(
+            service.http_port,
+            "OPTIONS",
+            f"/v2/models/{MODEL}/infer",
+            Origin=origin,
+            Access_Control_Request_Method="POST",
+        )
+        assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+        assert "Authorization" in headers["Access-Control-Allow-Headers"]
+        _, headers, _ = call(service.http_port, "GET", f"/v2/models/{MODEL}", Origin=origin)
+        assert headers["Access-Control-Allow-Origin"] == origin
+        _, headers, _ = call(service.http_port, "GET", f"/v2/models/{MODEL}", Origin="http://evil.example")
+        assert "Access-Control-Allow-Origin" not in headers
+
+
+def test_idle_and_slow_clients_are_timed_out_and_cannot_hold_health(tmp_path: Path) -> None:
+    settings = {"http_port": free_port(), "http_idle_seconds": 1.0, "http_read_seconds": 1.0}
+    with serving_fake(tmp_path, _half, **settings) as (service, _):
+        port = service.http_port
+        idle = socket.create_connection(("127.0.0.1", port))
+        slow_headers = socket.create_connection(("127.0.0.1", port))
+        slow_headers.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        slow_body = socket.create_connection(("127.0.0.1", port))
+        slow_body.sendall(
+            f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 5000\r\n\r\n{".encode()
+        )
+        start = time.monotonic()
+        assert call(port, "GET", "/v2/health/ready")[0] == 200  # answered while the three hang on
+        for sock in (idle, slow_headers, slow_body):
+            sock.settimeout(10)
+        reply = slow_body.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 1s" in reply
+        assert idle.recv(1) == b"" and slow_headers.recv(1) == b""  # closed by the server
+        assert time.monotonic() - start < 5
+        for sock in (idle, slow_headers, slow_body):
+            sock.close()
+        assert service.metrics.registry.get_sample_value("mnist37_http_timeouts_total") == 1
+
+
+def test_https_with_the_grpc_sides_certificate(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
+    tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key)}
+    with serving_fake(tmp_path, _half, http_port=free_port(), **tls) as (service, _):
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        url = f"https://localhost:{service.http_port}/v2/models/{MODEL}/infer"
+        request = urllib.request.Request(url, data=infer_body(np.zeros((1, 784), np.uint8)), method="POST")
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            assert json.loads(response.read())["model_version"] == "9"
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port gets no answer
+            urllib.request.urlopen(f"http://localhost:{service.http_port}/v2/health/live", timeout=5)
+
+
+def test_http_port_zero_turns_http_off_and_a_taken_port_fails_at_start(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, _half) as (service, _):
+        assert service.http_port == 0
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot bind HTTP to 127.0.0.1:{port}"):
+            BackgroundService(config_for(new_store(tmp_path / "taken"), http_port=port))
