@@ -57,6 +57,6 @@ RUN pip install --no-deps . \
     && chown app /app/data /mlartifacts
 USER app
 
-EXPOSE 50051 9090 5000
+EXPOSE 50051 8080 9090 5000
 ENTRYPOINT ["secrets-to-env"]
 CMD ["python", "-m", "service"]

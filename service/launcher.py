@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     ui_port = os.environ.get("MLFLOW_UI_PORT", "5000")
     ui = ["mlflow", "server", "--backend-store-uri", config.tracking_uri, "--host", "127.0.0.1", "--port", ui_port]
     children = [subprocess.Popen([sys.executable, "-m", *ui]), subprocess.Popen([sys.executable, "-m", "service"])]
+    page = f"   draw a digit on http://localhost:{config.http_port}/  (the REST API is under /v2)\n"
     print(
         f"\n== gRPC service on {config.host}:{config.port}, MLflow UI on http://localhost:{ui_port}\n"
-        f"   try:  .venv/bin/python -m service.client samples -n 10\n"
-        f"         .venv/bin/python -m service.client info\n"
-        f"         .venv/bin/python -m trainer --recipe mlp --force-promote   # the service switches version\n"
-        f"   Ctrl-C stops both.\n",
+        f"{page if config.http_port else ''}"
+        "   try:  .venv/bin/python -m service.client samples -n 10\n"
+        "         .venv/bin/python -m service.client info\n"
+        "         .venv/bin/python -m trainer --recipe mlp --force-promote   # the service switches version\n"
+        "   Ctrl-C stops both.\n",
         flush=True,
     )
     _wait_then_stop(children)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import urllib.error
@@ -21,7 +22,7 @@ import tritonclient.http as triton_http
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import free_port, new_store, wait_until
+from tests.conftest import REPO, free_port, new_store, wait_until
 from tests.service.certificates import make_certificates
 from tests.service.conftest import BackgroundService, Registry, config_for, health_status, running, serving_fake
 
@@ -374,3 +375,24 @@ def test_http_port_zero_turns_http_off_and_a_taken_port_fails_at_start(tmp_path:
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot bind HTTP to 127.0.0.1:{port}"):
             BackgroundService(config_for(new_store(tmp_path / "taken"), http_port=port))
+
+
+def readme_curl_commands() -> list[str]:
+    """The curl commands of the README, continuation lines joined."""
+    text = (REPO / "README.md").read_text().replace("\\\n", "")
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
+
+
+def test_the_readmes_curl_commands_work_as_written(tmp_path: Path) -> None:
+    commands = readme_curl_commands()
+    assert len(commands) >= 3 and any("/infer" in c for c in commands), commands
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        for command in commands:
+            here = command.replace("localhost:8080", f"127.0.0.1:{service.http_port}")
+            done = subprocess.run(
+                ["bash", "-c", f"{here} --fail-with-body"], capture_output=True, text=True, timeout=30
+            )
+            assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
+            answer = json.loads(done.stdout)
+            if "/infer" in command:
+                assert answer["model_version"] == "9" and answer["outputs"][0]["data"] == [3]

@@ -176,6 +176,12 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
     with phase("client and MLflow REST"):
         answer = _client("samples", "-n", "5")
         assert answer.returncode == 0 and "version 1" in answer.stdout, answer.stdout + answer.stderr
+        infer = {"inputs": [{"name": "image", "shape": [1, 784], "datatype": "UINT8", "data": [0] * 784}]}
+        request = urllib.request.Request(f"http://127.0.0.1:8080/v2/models/{MODEL}/infer", json.dumps(infer).encode())
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.loads(reply.read())["model_version"] == "1"  # the REST side, published on the host
+        with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=10) as page:
+            assert b"mnist37-model" in page.read()
         registered = f"/api/2.0/mlflow/registered-models/get?name={MODEL}"
         assert mlflow.status(registered, authenticated=False) == 401
         aliases = mlflow.get(registered)["registered_model"]["aliases"]

@@ -74,11 +74,12 @@ def _listening(port: int) -> bool:
 
 
 def test_make_run_trains_when_empty_serves_and_stops_on_ctrl_c(mnist_dir: str, tmp_path: Path) -> None:
-    grpc_port, ui_port = free_port(), free_port()
+    grpc_port, ui_port, http_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "GRPC_PORT": str(grpc_port),
+        "HTTP_PORT": str(http_port),
         "MLFLOW_UI_PORT": str(ui_port),
         "METRICS_PORT": "0",
         "PYTHONPATH": str(REPO),
@@ -92,13 +93,15 @@ def test_make_run_trains_when_empty_serves_and_stops_on_ctrl_c(mnist_dir: str, t
         wait_until(lambda: subprocess.run(health, env=env, capture_output=True).returncode == 0, 60, "SERVING", 0.5)
         answers = subprocess.run([*client, "samples", "-n", "5"], env=env, capture_output=True, text=True, timeout=60)
         assert answers.returncode == 0 and "version 1" in answers.stdout, answers.stdout + answers.stderr
+        assert stack.printed(f"draw a digit on http://localhost:{http_port}/")
+        assert "mnist37-model" in (_get(f"http://127.0.0.1:{http_port}/") or "")  # the page it names
         wait_until(lambda: _get(f"http://127.0.0.1:{ui_port}/health") == "OK", 60, "MLflow UI", every=0.5)
         model = json.loads(
             _get(f"http://127.0.0.1:{ui_port}/api/2.0/mlflow/registered-models/get?name=mnist-3v7") or "{}"
         )
         assert [a["alias"] for a in model["registered_model"]["aliases"]] == ["champion"]
         assert stack.ctrl_c() == 0
-        assert not _listening(grpc_port) and not _listening(ui_port)
+        assert not _listening(grpc_port) and not _listening(ui_port) and not _listening(http_port)
 
         again = Launcher(tmp_path, env)
         try:
