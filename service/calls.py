@@ -17,6 +17,7 @@ from service.errors import status_of
 from service.metrics import ServiceMetrics
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+REPLICA_KEY = "mnist37-replica"
 STREAM_END_WAIT_SECONDS = 0.02
 
 if TYPE_CHECKING:  # the stubs' generics; at run time these classes take no parameters
@@ -108,8 +109,12 @@ class CallGuard(Interceptor):
     Every call runs on the server's one event loop, so the counts need no lock: no other call runs
     between a check and the update that follows it."""
 
-    def __init__(self, metrics: ServiceMetrics, max_in_flight: int, max_streams: int, token: str = "") -> None:
+    def __init__(
+        self, metrics: ServiceMetrics, max_in_flight: int, max_streams: int, token: str = "", replica: str = ""
+    ) -> None:
         self._metrics = metrics
+        # Every answer names the replica that gave it, in its trailing metadata, for checking a balancer.
+        self.replica_metadata = ((REPLICA_KEY, replica),) if replica else ()
         self._max_in_flight = max_in_flight
         self._max_streams = max_streams
         self._authorization = f"Bearer {token}".encode() if token else b""
@@ -191,6 +196,7 @@ class CallGuard(Interceptor):
         final code and latency observed, whether it was answered, refused, failed or abandoned."""
         start, failed, gone = time.perf_counter(), True, False
         held = _Held()
+        context.set_trailing_metadata(self.replica_metadata)
         try:
             yield held
             failed = False

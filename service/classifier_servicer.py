@@ -40,10 +40,11 @@ def _messages(predictions: Predictions) -> list[pb.Prediction]:
 class ClassifierServicer(pb_grpc.ClassifierServicer):
     """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
 
-    def __init__(self, models: ModelSource, forward: RunForward, max_batch: int) -> None:
+    def __init__(self, models: ModelSource, forward: RunForward, max_batch: int, replica: str = "") -> None:
         self._models = models
         self._forward = forward
         self._max_batch = max_batch
+        self._replica = replica
 
     async def Classify(
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext[object, object]
@@ -90,6 +91,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
             run_id=model.run_id,
             test_accuracy=model.test_accuracy,
             recipe=model.recipe,
+            replica=self._replica,
         )
         info.loaded_at.FromDatetime(model.loaded_at)
         if model.ood_threshold is not None:

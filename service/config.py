@@ -35,6 +35,11 @@ class ServiceConfig:
     cors_origins: str = ""
     http_idle_seconds: float = 60.0  # a connection that sends no request for this long is closed
     http_read_seconds: float = 10.0  # a request body must arrive within this
+    # Clients are told to reconnect after this long (and given the grace to finish), so that long-lived
+    # channels behind an L4 path spread over replicas started since; 0: never.
+    max_connection_age_seconds: float = 300.0
+    max_connection_age_grace_seconds: float = 30.0
+    replica_name: str = ""  # names this server in GetModelInfo and the metrics; empty: the host name
     max_streams: int = 8
     max_in_flight: int = 64
     tls_cert: str = ""
@@ -77,6 +82,19 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
         float,
         "time an HTTP request body gets to arrive",
     ),
+    "max_connection_age_seconds": (
+        "--max-connection-age-seconds",
+        "MAX_CONNECTION_AGE_SECONDS",
+        float,
+        "a client connection is asked to reconnect after this long, so new replicas get calls; 0: never",
+    ),
+    "max_connection_age_grace_seconds": (
+        "--max-connection-age-grace-seconds",
+        "MAX_CONNECTION_AGE_GRACE_SECONDS",
+        float,
+        "time a connection past its age gets to finish its calls",
+    ),
+    "replica_name": ("--replica-name", "REPLICA_NAME", str, "this server's name in answers and metrics (a pod's name)"),
     "max_streams": ("--max-streams", "MAX_STREAMS", int, "open streams but health Watch; more get RESOURCE_EXHAUSTED"),
     "max_in_flight": ("--max-in-flight", "MAX_IN_FLIGHT", int, "calls running or queued; more get RESOURCE_EXHAUSTED"),
     "tls_cert": ("--tls-cert", "GRPC_TLS_CERT", str, "PEM server certificate chain; with --tls-key turns TLS on"),

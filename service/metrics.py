@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -12,9 +14,11 @@ UNKNOWN_METHOD = "unknown"  # the method label of calls to methods this server l
 
 
 class ServiceMetrics:
-    def __init__(self, model_name: str, alias: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, model_name: str, alias: str, replica: str = "", registry: CollectorRegistry | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
-        self._labels = (model_name, alias)
+        self._labels = (model_name, alias, replica)
         self.requests = Counter(
             "mnist37_grpc_requests",
             "RPCs handled, by method and status code",
@@ -30,14 +34,14 @@ class ServiceMetrics:
         )
         self.served = Gauge(
             "mnist37_served_model_version",
-            "Registry version being served (0: none)",
-            ["model", "alias"],
+            "Registry version being served (0: none), by replica, so that replicas can be seen to agree",
+            ["model", "alias", "replica"],
             registry=self.registry,
         )
         self.refused = Gauge(
             "mnist37_refused_model_version",
             "Registry version the alias points at that was refused, with the reason (absent: none)",
-            ["model", "alias", "reason"],
+            ["model", "alias", "replica", "reason"],
             registry=self.registry,
         )
         self.http_requests = Counter(
@@ -58,8 +62,18 @@ class ServiceMetrics:
             "HTTP requests whose body did not arrive within --http-read-seconds",
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "mnist37_in_flight_calls",
+            "Calls running or waiting for a forward, both protocols, health checks aside: what to scale on",
+            ["replica"],
+            registry=self.registry,
+        )
         self.served.labels(*self._labels).set(0)
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}
+
+    def count_in_flight(self, calls: Callable[[], float]) -> None:
+        """Read at each scrape, so that the calls' own path does no more than count."""
+        self.in_flight.labels(self._labels[2]).set_function(calls)
 
     def model_changed(self, model: ServedModel) -> None:
         self.served.labels(*self._labels).set(float(model.version))

@@ -34,6 +34,7 @@ CSP = (
 # reads as octet-stream); and what `curl -d` says of any body unless told otherwise.
 BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded")
 UNMATCHED = "unmatched"  # the route label of requests to no route, so paths add no labels
+REPLICA_HEADER = "Mnist37-Replica"  # which server answered, as gRPC's trailing metadata says
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -240,6 +241,8 @@ class HttpGuard:
         )
 
     def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self._guard.replica_metadata:
+            response.headers[REPLICA_HEADER] = self._guard.replica_metadata[0][1]
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         if self._allowed(request):

@@ -50,7 +50,8 @@ class Service:
 
     def __init__(self, config: ServiceConfig) -> None:
         self._loop = asyncio.get_running_loop()  # grpc.aio's server and health bind to it
-        self.metrics = ServiceMetrics(config.model_name, config.alias)
+        self.replica = config.replica_name or socket.gethostname()
+        self.metrics = ServiceMetrics(config.model_name, config.alias, self.replica)
         self.forwards = ForwardBatcher(config.max_batch)
         self.follower = RegistryFollower(config, on_change=self._model_changed, on_refusal=self.metrics.refusal_changed)
         self.guard = CallGuard(
@@ -58,7 +59,9 @@ class Service:
             config.max_in_flight,
             config.max_streams,
             Path(config.token_file).read_text().strip() if config.token_file else "",
+            self.replica,
         )
+        self.metrics.count_in_flight(lambda: self.guard.in_flight)
         self.health = health_aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[self.guard],
@@ -66,10 +69,11 @@ class Service:
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+                *_connection_age(config),
             ],
         )
         api_grpc.add_ClassifierServicer_to_server(
-            ClassifierServicer(self.follower, self.forwards, config.max_batch), self.server
+            ClassifierServicer(self.follower, self.forwards, config.max_batch, self.replica), self.server
         )
         v2_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch), self.server
@@ -125,6 +129,15 @@ class Service:
             await self._http.cleanup()  # stops listening, then lets in-flight requests finish
         elif self._http_socket is not None:
             self._http_socket.close()
+
+
+def _connection_age(config: ServiceConfig) -> list[tuple[str, int]]:
+    if not config.max_connection_age_seconds:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", round(config.max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(config.max_connection_age_grace_seconds * 1000)),
+    ]
 
 
 def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:

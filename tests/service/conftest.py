@@ -43,7 +43,7 @@ class BackgroundService:
         except BaseException:
             self._close()
             raise
-        self.port, self.http_port = self.service.port, self.service.http_port
+        self.port, self.http_port, self.replica = self.service.port, self.service.http_port, self.service.replica
         self.follower, self.metrics, self.guard = self.service.follower, self.service.metrics, self.service.guard
 
     @staticmethod

@@ -135,5 +135,7 @@ def test_metrics_count_methods_and_codes(served: Served) -> None:
     bad = registry.get_sample_value("mnist37_grpc_requests_total", {"method": "Classify", "code": "INVALID_ARGUMENT"})
     assert ok and ok >= 1 and bad and bad >= 1
     assert registry.get_sample_value("mnist37_grpc_latency_seconds_count", {"method": "Classify"}) >= 2
-    version = registry.get_sample_value("mnist37_served_model_version", {"model": "mnist-3v7", "alias": "champion"})
+    version = registry.get_sample_value(
+        "mnist37_served_model_version", {"model": "mnist-3v7", "alias": "champion", "replica": service.replica}
+    )
     assert version == float(service.follower.current().version)  # type: ignore[union-attr]

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,9 +24,9 @@ from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from service.predictor import ServedModel
-from tests.conftest import new_store
+from tests.conftest import free_port, new_store, wait_until
 from tests.service.certificates import make_certificates
-from tests.service.conftest import BackgroundService, config_for, serving_fake
+from tests.service.conftest import BackgroundService, config_for, health_status, running, serving_fake
 
 ZERO = pb.ClassifyRequest(image=pb.Image(uint8=bytes(784)))
 
@@ -128,3 +132,65 @@ def test_reflection_answers_v1_and_v1alpha(tmp_path: Path) -> None:
 
 def test_loopback_by_default() -> None:
     assert (ServiceConfig.host, ServiceConfig.metrics_host) == ("127.0.0.1", "127.0.0.1")
+
+
+def test_every_answer_and_the_metrics_name_the_replica(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half, replica_name="pod-a", http_port=free_port()) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+        assert info.replica == "pod-a"
+        _, call = stub.Classify.with_call(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5)
+        assert ("mnist37-replica", "pod-a") in call.trailing_metadata()
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/v2/health/live", timeout=5) as reply:
+            assert reply.headers["Mnist37-Replica"] == "pod-a"
+        labels = {"model": "mnist-3v7", "alias": "champion", "replica": "pod-a"}
+        assert service.metrics.registry.get_sample_value("mnist37_served_model_version", labels) is not None
+    with serving_fake(tmp_path / "b", half) as (service, channel):  # by default, the host's name
+        assert (
+            pb_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=5).replica
+            == socket.gethostname()
+        )
+
+
+def test_calls_running_and_queued_are_a_gauge_to_scale_on(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(10)
+        return half(images)
+
+    with serving_fake(tmp_path, slow, replica_name="pod-a") as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        gauge = lambda: service.metrics.registry.get_sample_value("mnist37_in_flight_calls", {"replica": "pod-a"})  # noqa: E731
+        assert gauge() == 0
+        pending = [
+            stub.Classify.future(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=20) for _ in range(3)
+        ]
+        wait_until(lambda: gauge() == 3, 10, "three calls counted")
+        release.set()
+        for call in pending:
+            call.result()
+        wait_until(lambda: gauge() == 0, 10, "all answered")
+
+
+def test_clients_are_asked_to_reconnect_after_the_maximum_connection_age(tmp_path: Path) -> None:
+    """Behind an L4 path, a channel that never reconnects never reaches a replica started after it."""
+    ages = {"max_connection_age_seconds": 0.5, "max_connection_age_grace_seconds": 0.5}
+    with serving_fake(tmp_path, half, **ages) as (service, _):
+        states: list[grpc.ChannelConnectivity] = []
+        with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            channel.subscribe(states.append)
+            stub = pb_grpc.ClassifierStub(channel)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:  # calls go on across the reconnects, none fails
+                assert stub.Classify(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=5).prediction.digit
+                time.sleep(0.05)
+        ready = [i for i, state in enumerate(states) if state == grpc.ChannelConnectivity.READY]
+        assert len(ready) >= 2, states  # connected, told to go away, connected again
+
+
+def test_liveness_holds_while_readiness_waits_for_a_model(tmp_path: Path) -> None:
+    with running(config_for(new_store(tmp_path), http_port=free_port())) as (service, channel):
+        assert health_status(channel) == "NOT_SERVING"  # readiness: no model yet
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/v2/health/live", timeout=5) as reply:
+            assert reply.status == 200  # liveness: the process works; restarting it would not help

@@ -66,7 +66,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason", "can_abstain", "ood_threshold")
+    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason", "can_abstain", "ood_threshold", "replica")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class ModelInfo(_message.Message):
     REFUSED_REASON_FIELD_NUMBER: _ClassVar[int]
     CAN_ABSTAIN_FIELD_NUMBER: _ClassVar[int]
     OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     name: str
     alias: str
     version: str
@@ -89,4 +90,5 @@ class ModelInfo(_message.Message):
     refused_reason: str
     can_abstain: bool
     ood_threshold: float
-    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ..., can_abstain: _Optional[bool] = ..., ood_threshold: _Optional[float] = ...) -> None: ...
+    replica: str
+    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ..., can_abstain: _Optional[bool] = ..., ood_threshold: _Optional[float] = ..., replica: _Optional[str] = ...) -> None: ...
