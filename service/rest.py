@@ -46,8 +46,14 @@ class Refused(Exception):
         self.status = status
 
 
+def reply(content: object, status: int = 200) -> web.Response:
+    """A JSON response, typed exactly application/json: JSON has no charset parameter, and clients
+    (KServe's among them) read an error's message only from a body of exactly that type."""
+    return web.Response(body=json.dumps(content).encode(), status=status, content_type="application/json")
+
+
 def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return reply({"error": message}, status)
 
 
 def _explained(err: web.HTTPException, request: web.Request) -> str:
@@ -77,35 +83,38 @@ class RestApi:
         app.router.add_get("/v2/health/live", self.server_live)
         app.router.add_get("/v2/health/ready", self.server_ready)
 
-    def _served(self, request: web.Request) -> ServedModel:
-        """The model the URL names, read once for the whole request: 404 for another name or version."""
+    def _check_name(self, request: web.Request) -> None:
         name = request.match_info["model"]
         if name != self._name:
             raise NotFoundError(f"unknown model {name!r}; this server serves {self._name!r}")
+
+    def _served(self, request: web.Request) -> ServedModel:
+        """The model the URL names, read once for the whole request: 404 for another name or version."""
+        self._check_name(request)
         model = require_model(self._models)
         version = request.match_info.get("version", "")
         if version and version != model.version:
-            raise NotFoundError(f"version {version!r} of {name!r} is not served; version {model.version!r} is")
+            raise NotFoundError(f"version {version!r} of {self._name!r} is not served; version {model.version!r} is")
         return model
 
     async def server_live(self, request: web.Request) -> web.Response:
-        return web.json_response({"live": True})
+        return reply({"live": True})
 
     async def server_ready(self, request: web.Request) -> web.Response:
         ready = self._models.current() is not None
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        return reply({"ready": ready}, 200 if ready else 503)
 
     async def server_metadata(self, request: web.Request) -> web.Response:
         extensions = ["binary_tensor_data"]
-        return web.json_response({"name": "mnist37", "version": package_version("mnist37"), "extensions": extensions})
+        return reply({"name": "mnist37", "version": package_version("mnist37"), "extensions": extensions})
 
     async def model_ready(self, request: web.Request) -> web.Response:
         self._served(request)
-        return web.json_response({"name": self._name, "ready": True})
+        return reply({"name": self._name, "ready": True})
 
     async def model_metadata(self, request: web.Request) -> web.Response:
         model = self._served(request)
-        return web.json_response(
+        return reply(
             {
                 "name": self._name,
                 "versions": [model.version],
@@ -113,11 +122,13 @@ class RestApi:
                 # Each input once, with one datatype (UINT8 is accepted too), as on gRPC.
                 "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, PIXELS]}],
                 "outputs": [{"name": n, "datatype": t, "shape": [-1]} for n, t in outputs_of(model).items()],
-                "parameters": {"ood_threshold": model.ood_threshold},
+                # The protocol's parameters are strings, numbers or booleans: no threshold, no key.
+                "parameters": {} if model.ood_threshold is None else {"ood_threshold": model.ood_threshold},
             }
         )
 
     async def infer(self, request: web.Request) -> web.Response:
+        self._check_name(request)  # a wrong model is named as such, whatever the body
         if request.content_type not in BODY_TYPES:
             raise Refused(
                 415, f"expected Content-Type application/json (or binary tensors), got {request.content_type}"

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from service.config import ServiceConfig
 from service.predictor import ServedModel
 from service.server import Service
-from tests.conftest import new_store, wait_until
+from tests.conftest import free_port, new_store, wait_until
 from trainer.cli import run
 from trainer.config import parse_config
 
@@ -163,6 +163,15 @@ def served(registry: Registry) -> Iterator[tuple[BackgroundService, grpc.Channel
     with running(config_for(registry.uri, max_batch=64)) as (service, channel):
         wait_until(lambda: health_status(channel) == "SERVING", 20)
         yield service, channel
+
+
+@pytest.fixture
+def served_http(registry: Registry) -> Iterator[BackgroundService]:
+    """A server on @champion = the first good version, HTTP on a free port, already SERVING."""
+    set_alias(registry.uri, registry.good)
+    with running(config_for(registry.uri, http_port=free_port())) as (service, channel):
+        wait_until(lambda: health_status(channel) == "SERVING", 20)
+        yield service
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,7 +23,7 @@ from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from tests.conftest import REPO, free_port, new_store, wait_until
 from tests.service.certificates import make_certificates
-from tests.service.conftest import BackgroundService, Registry, config_for, health_status, running, serving_fake
+from tests.service.conftest import BackgroundService, Registry, config_for, running, serving_fake
 
 MODEL = "mnist-3v7"
 Reply = tuple[int, dict[str, str], bytes]
@@ -48,17 +47,6 @@ def call(port: int, method: str, path: str, body: bytes | None = None, **headers
 def infer_body(images: np.ndarray, datatype: str = "UINT8", **extra: object) -> bytes:
     tensor = {"name": "image", "shape": list(images.shape), "datatype": datatype, "data": images.tolist()}
     return json.dumps({"inputs": [tensor], **extra}).encode()
-
-
-@pytest.fixture
-def served_http(registry: Registry) -> Iterator[BackgroundService]:
-    """A server on @champion = the first good version, HTTP on a free port, already SERVING."""
-    from tests.service.conftest import set_alias
-
-    set_alias(registry.uri, registry.good)
-    with running(config_for(registry.uri, http_port=free_port())) as (service, channel):
-        wait_until(lambda: health_status(channel) == "SERVING", 20)
-        yield service
 
 
 def test_tritonclient_http_binary_and_json_answer_as_grpc_does(
