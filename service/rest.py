@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import time
@@ -68,8 +69,11 @@ class RestApi:
     """The REST routes over the served model: HTTP ⇄ arrays, nothing else. Errors are raised as the
     service's own exceptions and answered by the guard middleware."""
 
-    def __init__(self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int) -> None:
+    def __init__(
+        self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int, replica: str = ""
+    ) -> None:
         self._models = models
+        self._replica = replica
         self._forward = forward
         self._name = model_name
         self._max_batch = max_batch
@@ -143,7 +147,9 @@ class RestApi:
         model = self._served(request)  # the version checked is the version that answers
         names = requested_outputs(parsed.outputs, model)
         predictions = await predict_digits(self._forward, model, images)
-        payload, header_length = infer_response(parsed, names, outputs_of(model), self._name, predictions)
+        payload, header_length = infer_response(
+            parsed, names, outputs_of(model), self._name, predictions, self._replica
+        )
         if header_length is None:
             return web.Response(body=payload, content_type="application/json")
         return web.Response(
@@ -159,7 +165,7 @@ def page_routes(app: web.Application, model_name: str) -> None:
             assets[path.name] = (path.read_bytes(), PAGE_TYPES[path.suffix])
     if "index.html" not in assets:
         return
-    index = assets.pop("index.html")[0].replace(b"{{MODEL_NAME}}", json.dumps(model_name)[1:-1].encode())
+    index = assets.pop("index.html")[0].replace(b"{{MODEL_NAME}}", html.escape(model_name, quote=True).encode())
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(body=index, content_type="text/html", charset="utf-8")
@@ -263,13 +269,18 @@ class HttpGuard:
 
 
 def build_app(
-    config: ServiceConfig, models: ModelSource, forward: RunForward, guard: CallGuard, metrics: ServiceMetrics
+    config: ServiceConfig,
+    models: ModelSource,
+    forward: RunForward,
+    guard: CallGuard,
+    metrics: ServiceMetrics,
+    replica: str = "",
 ) -> web.Application:
     """The REST API and the page, behind the guard, for a Service to run beside its gRPC server."""
     app = web.Application(
         middlewares=[HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins).handle],
         client_max_size=config.max_message_bytes,
     )
-    RestApi(models, forward, config.model_name, config.max_batch).routes(app)
+    RestApi(models, forward, config.model_name, config.max_batch, replica).routes(app)
     page_routes(app, config.model_name)
     return app

@@ -74,12 +74,13 @@ function resamplePass(src, width, height, outWidth, outHeight, horizontal) {
   return out;
 }
 
-/** (h, w) uint8 → (outH, outW) as PIL's Image.resize(..., LANCZOS): rows first, then columns. */
+/** (h, w) uint8 → (outH, outW) as Pillow 13's Image.resize(..., LANCZOS): rows first, unless the height
+ * shrinks by more than twice what the width does; each pass rounds to uint8, so the order shows. */
 function resizeLanczos(pixels, width, height, outWidth, outHeight) {
-  let image = pixels;
-  if (outWidth !== width) image = resamplePass(image, width, height, outWidth, height, true);
-  if (outHeight !== height) image = resamplePass(image, outWidth, height, outWidth, outHeight, false);
-  return image;
+  const rows = (image, h) => (outWidth === width ? image : resamplePass(image, width, h, outWidth, h, true));
+  const columns = (image, w) => (outHeight === height ? image : resamplePass(image, w, height, w, outHeight, false));
+  const rowsFirst = !(height - outHeight > 0 && height - outHeight > (width - outWidth) * 2);
+  return rowsFirst ? columns(rows(pixels, height), outWidth) : rows(columns(pixels, width), outHeight);
 }
 
 /** Ink on the page as floats: inverted when the paper is light, paper tone → 0, brightest ink → 255.
@@ -302,7 +303,7 @@ async function send() {
       show();
     }
   } catch (err) {
-    shown.status.textContent = explained(err);
+    if (asked > cleared) shown.status.textContent = explained(err);
   } finally {
     inFlight = false;
     if (sent === revision) result.setAttribute("aria-busy", "false");
