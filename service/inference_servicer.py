@@ -30,11 +30,14 @@ def _check_version(requested: str, model: ServedModel) -> None:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
 
-    def __init__(self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int) -> None:
+    def __init__(
+        self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int, replica: str = ""
+    ) -> None:
         self._models = models
         self._forward = forward
         self._name = model_name
         self._max_batch = max_batch
+        self._replica = replica
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[object, object]
@@ -90,6 +93,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         arrays = output_arrays(predictions)
         datatypes = outputs_of(model)
         response = pb.ModelInferResponse(model_name=self._name, model_version=predictions.version, id=request.id)
+        if self._replica:  # which server computed it, for clients behind a balancer (tritonclient reads it)
+            response.parameters["replica"].string_param = self._replica
         for name in outputs:
             response.outputs.add(name=name, datatype=datatypes[name], shape=[len(predictions.digits)])
             response.raw_output_contents.append(arrays[name].tobytes())

@@ -160,7 +160,12 @@ def _outputs(asked: object) -> tuple[list[str], dict[str, bool]]:
 
 
 def infer_response(
-    request: InferRequest, names: list[str], datatypes: dict[str, str], model_name: str, predictions: Predictions
+    request: InferRequest,
+    names: list[str],
+    datatypes: dict[str, str],
+    model_name: str,
+    predictions: Predictions,
+    replica: str = "",
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it."""
     arrays = output_arrays(predictions)
@@ -178,6 +183,8 @@ def infer_response(
     response: dict[str, Any] = {"model_name": model_name, "model_version": predictions.version, "outputs": outputs}
     if request.id is not None:
         response["id"] = request.id
+    if replica:
+        response["parameters"] = {"replica": replica}
     header = json.dumps(response, separators=(",", ":")).encode()
     if not chunks:
         return header, None

@@ -76,7 +76,8 @@ class Service:
             ClassifierServicer(self.follower, self.forwards, config.max_batch, self.replica), self.server
         )
         v2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch), self.server
+            InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch, self.replica),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         _add_reflection(self.server)
@@ -103,7 +104,7 @@ class Service:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         if self._http_socket is not None:
-            app = build_app(self._config, self.follower, self.forwards, self.guard, self.metrics)
+            app = build_app(self._config, self.follower, self.forwards, self.guard, self.metrics, self.replica)
             self._http = web.AppRunner(
                 app,
                 access_log=None,  # requests are counted in the metrics, not logged one by one
