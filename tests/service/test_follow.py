@@ -172,7 +172,12 @@ def test_hostile_versions_are_refused_under_load_and_after_a_restart(registry: R
                 assert info.version == registry.good and HOSTILE[kind][1] in info.refused_reason, (kind, info)
                 gauge = service.metrics.registry.get_sample_value(
                     "mnist37_refused_model_version",
-                    {"model": "mnist-3v7", "alias": "champion", "reason": info.refused_reason},
+                    {
+                        "model": "mnist-3v7",
+                        "alias": "champion",
+                        "replica": service.replica,
+                        "reason": info.refused_reason,
+                    },
                 )
                 assert gauge == float(version)
             wait_until(lambda: len(clients.seen) > 100, 20)
