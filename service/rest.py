@@ -138,15 +138,15 @@ class RestApi:
                 415, f"expected Content-Type application/json (or binary tensors), got {request.content_type}"
             )
         body = await request.read()  # the guard has bounded its size and the time it may take
-        # A body of N×784 bytes holds at most about N images: a large one is parsed off the loop.
+        # A body of N×784 bytes holds at most N images (fewer as floats or JSON): a large one is parsed
+        # and decoded off the loop, in one hand-over.
         parsed = await decoded(
             len(body) // PIXELS,
             lambda: infer_request(*split_body(body, request.headers.get(HEADER_LENGTH)), self._max_batch),
         )
-        images = await decoded(parsed.count, parsed.decode)
         model = self._served(request)  # the version checked is the version that answers
         names = requested_outputs(parsed.outputs, model)
-        predictions = await predict_digits(self._forward, model, images)
+        predictions = await predict_digits(self._forward, model, parsed.images)
         payload, header_length = infer_response(
             parsed, names, outputs_of(model), self._name, predictions, self._replica
         )

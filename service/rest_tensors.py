@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,11 +22,10 @@ ITEM_BYTES = {"FP32": 4, "UINT8": 1}
 
 @dataclass(frozen=True)
 class InferRequest:
-    """What an infer request asks for, its pixels not yet decoded."""
+    """What an infer request asks for, its pixels decoded."""
 
     id: str | None
-    count: int  # N of the [N, 784] input
-    decode: Callable[[], np.ndarray]  # → (N, 784) float32 in [0, 1]; deferred, so a large one runs off the loop
+    images: np.ndarray  # (N, 784) float32 in [0, 1]
     outputs: list[str]  # names asked for; empty for all
     binary: dict[str, bool]  # per output asked for by name: send its data as binary
     binary_default: bool  # parameters.binary_data_output: outputs not named go binary
@@ -102,7 +99,7 @@ def _from_binary(data: bytes, datatype: str, n: int, what: str) -> np.ndarray:
 
 
 def infer_request(body: dict[str, Any], binary: bytes, max_batch: int) -> InferRequest:
-    """Check an infer request's JSON; its pixels are decoded by the result's decode()."""
+    """Check an infer request's JSON and decode its pixels."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         got = [t.get("name") for t in inputs if isinstance(t, dict)] if isinstance(inputs, list) else inputs
@@ -125,7 +122,7 @@ def infer_request(body: dict[str, Any], binary: bytes, max_batch: int) -> InferR
                 f"{what}: {datatype} [{n}, {PIXELS}] needs {expected} binary bytes; "
                 f"binary_data_size says {size!r} and {len(binary)} follow the JSON"
             )
-        decode = partial(_from_binary, binary, datatype, n, what)
+        images = _from_binary(binary, datatype, n, what)
     else:
         if "data" not in tensor:
             raise InvalidInputError(f"{what}: expected its data in data or as binary_data_size, got neither")
@@ -133,13 +130,13 @@ def infer_request(body: dict[str, Any], binary: bytes, max_batch: int) -> InferR
             raise InvalidInputError(
                 f"expected no bytes after the JSON when no input has a binary_data_size, got {len(binary)}"
             )
-        decode = partial(_from_json, tensor["data"], datatype, n, what)
+        images = _from_json(tensor["data"], datatype, n, what)
     outputs, binary_by_name = _outputs(body.get("outputs", []))
     binary_default = _parameters(body, "the request").get("binary_data_output", False) is True
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInputError(f"id: expected a string, got {type(request_id).__name__}")
-    return InferRequest(request_id, n, decode, outputs, binary_by_name, binary_default)
+    return InferRequest(request_id, images, outputs, binary_by_name, binary_default)
 
 
 def _outputs(asked: object) -> tuple[list[str], dict[str, bool]]:

@@ -10,7 +10,6 @@ from service.pixels import PIXELS, check_batch_size, from_floats, from_uint8, pa
 from service.predictor import Predictions, ServedModel
 
 INPUT = "image"
-INPUT_DATATYPES = ("FP32", "UINT8")  # FP32 is the one ModelMetadata lists; UINT8 is accepted too
 CONTENTS_FIELDS = {"FP32": "fp32_contents", "UINT8": "uint_contents"}  # the protocol's field per datatype
 OUTPUTS = {"digit": "INT32", "p_three": "FP32"}
 ABSTAIN_OUTPUTS = {"known": "BOOL", "ood_score": "FP32"}  # only from versions that can abstain

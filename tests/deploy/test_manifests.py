@@ -25,14 +25,14 @@ KUSTOMIZATIONS = ("base", "overlays/kserve", "overlays/keda", "overlays/canary")
 SECRET_FILES = ("db_password", "mlflow_password", "flask_secret_key")  # what deploy/README.md has people create
 K8S_VERSION = "1.37.0"
 CRD_GROUPS = ("serving.kserve.io", "keda.sh")  # the custom kinds' API groups, checked against their CRDs
-CRDS_ENV = "MNIST37_K8S_CRDS"  # else ../shared/k8s-crds beside the checkout, as CI lays it
+CRDS_ENV = "MNIST37_K8S_CRDS"  # else the CRD folder CI lays beside the checkout
 OUR_IMAGE = "mnist37"  # the name the manifests give the project's image; Kustomize's images: sets the rest
 SERVICE_COMMAND = ["python", "-m", "service"]
 # Retry conditions under which the replica did not compute the call (base/envoy/envoy.yaml says why).
 SAFE_RETRIES = {"unavailable", "connect-failure", "refused-stream", "reset-before-request", "retriable-status-codes"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|(^|_)KEY($|_)")
 PASSWORD_IN_URI = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
-LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the KServe CRD is 2 MB
+LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the KServe CRD is large
 
 Obj = dict[str, Any]
 Render = Callable[[str], tuple[Obj, ...]]
