@@ -175,3 +175,24 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
     assert f"{results['servers']['mnist37']['p50_ms']:.3f} ms" == ours["p50 single image"].split(" (")[0]
     assert [t["result"] for t in results["targets"]] == [row["result"] for row in targets.values()]
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_balancer_bench_measures_envoy_beside_the_direct_path(mnist_dir: str, tmp_path: Path) -> None:
+    json_path = tmp_path / "balancer.json"
+    args = ["--recipe", "mlp", "--epochs", "1", "--rounds", "2", "--calls", "50", "--seconds", "0.3"]
+    done = bench("balancer", tmp_path, *args, "--json", str(json_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["path"]: row for row in table(done.stdout)}
+    assert set(rows) == {"direct", "through Envoy"}
+    direct, envoy = rows["direct"], rows["through Envoy"]
+    for row in rows.values():
+        assert 0 < number(row["one image p50"], " ms") <= number(row["one image p99"], " ms")
+        assert number(row["32 clients requests/s"], "") > 0
+    results = json.loads(json_path.read_text())
+    assert [len(results["rounds"][path]) for path in ("direct", "envoy")] == [2, 2]
+    medians = {path: sorted(r["p50_ms"] for r in results["rounds"][path]) for path in ("direct", "envoy")}
+    assert number(direct["one image p50"], " ms") == pytest.approx(sum(medians["direct"]) / 2, abs=0.006)
+    ratio = re.search(r"one image p50 ×([\d.]+) ", done.stdout)
+    assert ratio, done.stdout
+    expected = number(envoy["one image p50"], " ms") / number(direct["one image p50"], " ms")
+    assert float(ratio.group(1)) == pytest.approx(expected, abs=0.02)  # from figures rounded to 0.01 ms

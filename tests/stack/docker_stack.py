@@ -1,5 +1,5 @@
 """A compose project on a real Docker engine, for tests/stack/test_docker.py: the engine check, the base
-images (official, else local stand-ins built from Debian's packages) and `docker compose` with timeouts."""
+images (official, else local stand-ins built from Debian's packages and PyPI) and `docker compose` with timeouts."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tests.conftest import REPO
 HERE = Path(__file__).resolve().parent
 STANDIN_BASE = "mnist37-standin/debian-python:bookworm"
 STANDIN_POSTGRES = "mnist37-standin/postgres:15"
+STANDIN_ENVOY = "mnist37-standin/envoy:1.40.0"
 
 
 def engine_problem() -> str | None:
@@ -34,12 +35,20 @@ def engine_problem() -> str | None:
     return None
 
 
-def official_images() -> tuple[str, str]:
-    """The defaults users get: BASE_IMAGE from the Dockerfile, POSTGRES_IMAGE from docker-compose.yml."""
-    base = re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO / "Dockerfile").read_text(), re.M)
-    postgres = re.search(r"\$\{POSTGRES_IMAGE:-([^}]+)\}", (REPO / "docker-compose.yml").read_text())
-    assert base and postgres, "the Dockerfile's BASE_IMAGE or the compose file's POSTGRES_IMAGE default is gone"
-    return base.group(1), postgres.group(1)
+IMAGE_VARIABLES = ("BASE_IMAGE", "POSTGRES_IMAGE", "ENVOY_IMAGE")
+STANDINS = dict(zip(IMAGE_VARIABLES, (STANDIN_BASE, STANDIN_POSTGRES, STANDIN_ENVOY), strict=True))
+
+
+def official_images() -> dict[str, str]:
+    """The defaults users get: BASE_IMAGE from the Dockerfile, POSTGRES_IMAGE and ENVOY_IMAGE from
+    docker-compose.yml."""
+    compose = (REPO / "docker-compose.yml").read_text()
+    found = {"BASE_IMAGE": re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO / "Dockerfile").read_text(), re.M)}
+    for variable in IMAGE_VARIABLES[1:]:
+        found[variable] = re.search(rf"\$\{{{variable}:-([^}}]+)\}}", compose)
+    missing = [variable for variable, match in found.items() if not match]
+    assert not missing, f"the default of {missing} is gone from the Dockerfile or docker-compose.yml"
+    return {variable: match.group(1) for variable, match in found.items() if match}
 
 
 def _available(image: str) -> bool:
@@ -52,21 +61,21 @@ def _available(image: str) -> bool:
 
 
 def base_images() -> dict[str, str]:
-    """BASE_IMAGE and POSTGRES_IMAGE for the build: as set in the environment, else the official images,
+    """BASE_IMAGE, POSTGRES_IMAGE and ENVOY_IMAGE: as set in the environment, else the official images,
     else stand-ins (no registry reachable), built once and kept under names of their own."""
-    chosen = {}
-    for variable, official in zip(("BASE_IMAGE", "POSTGRES_IMAGE"), official_images(), strict=True):
-        chosen[variable] = os.environ.get(variable) or (official if _available(official) else "")
+    chosen = {
+        variable: os.environ.get(variable) or (official if _available(official) else "")
+        for variable, official in official_images().items()
+    }
     if not all(chosen.values()):
         build = subprocess.run(
-            ["bash", str(HERE / "standin" / "build.sh"), STANDIN_BASE, STANDIN_POSTGRES],
+            ["bash", str(HERE / "standin" / "build.sh"), *STANDINS.values()],
             capture_output=True,
             text=True,
             timeout=900,
         )
         assert build.returncode == 0, f"building the stand-in images failed:\n{build.stdout}\n{build.stderr}"
-        chosen = {"BASE_IMAGE": chosen["BASE_IMAGE"] or STANDIN_BASE, "POSTGRES_IMAGE": chosen["POSTGRES_IMAGE"]}
-        chosen["POSTGRES_IMAGE"] = chosen["POSTGRES_IMAGE"] or STANDIN_POSTGRES
+        chosen = {variable: image or STANDINS[variable] for variable, image in chosen.items()}
     return chosen
 
 
@@ -92,23 +101,36 @@ class Stack:
         out = self.compose("ps", "--all", "--format", "json").stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def container(self, service: str) -> dict[str, Any]:
+    def replicas(self, service: str) -> list[dict[str, Any]]:
+        """The service's containers, in the order of their replica number (the last part of the name)."""
         found = [c for c in self.containers() if c["Service"] == service]
         assert found, f"no container for service {service}"
-        return found[0]
+        return sorted(found, key=lambda c: int(c["Name"].rsplit("-", 1)[1]))
+
+    def container(self, service: str) -> dict[str, Any]:
+        return self.replicas(service)[0]
+
+    def exit_code(self, container: dict[str, Any]) -> int:
+        """The exit code of a container that has exited, read afresh."""
+        (now,) = [c for c in self.containers() if c["ID"] == container["ID"]]
+        assert now["State"] == "exited", f"{now['Name']} is {now['State']}"
+        return int(now["ExitCode"])
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
-        """Until each service's container is healthy; fails early when one exits."""
+        """Until every container of each service is healthy; fails early when one exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = {c["Service"]: c for c in self.containers()}
+            states: dict[str, list[dict[str, Any]]] = {}
+            for container in self.containers():
+                states.setdefault(container["Service"], []).append(container)
             for name in services:
-                if name in states and states[name]["State"] == "exited":
-                    raise AssertionError(f"{name} exited: {states[name]['Status']}")
-            if all(states.get(name, {}).get("Health") == "healthy" for name in services):
+                for container in states.get(name, []):
+                    if container["State"] == "exited":
+                        raise AssertionError(f"{container['Name']} exited: {container['Status']}")
+            if all(states.get(name) and all(c.get("Health") == "healthy" for c in states[name]) for name in services):
                 return
             time.sleep(2)
-        health = {name: (states.get(name) or {}).get("Status") for name in services}
+        health = {name: [c.get("Status") for c in states.get(name, [])] for name in services}
         raise AssertionError(f"not healthy within {timeout:.0f} s: {health}")
 
     def wait_exited(self, service: str, timeout: float) -> int:

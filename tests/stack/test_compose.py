@@ -60,3 +60,41 @@ def test_docker_waits_longer_than_the_service_drains() -> None:
     inference = _services()["inference"]
     grace = float(inference["environment"].get("GRACE_SECONDS", ServiceConfig.grace_seconds))
     assert float(inference["stop_grace_period"].removesuffix("s")) > grace
+
+
+def test_envoy_alone_publishes_grpc_and_http_over_two_replicas() -> None:
+    """Envoy, running the bootstrap deploy/ makes its ConfigMap from, publishes the service's ports; the
+    replicas answer the name that bootstrap balances over, and publish only their metrics."""
+    from service.config import ServiceConfig
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    inference, envoy = services["inference"], services["envoy"]
+    assert inference["deploy"]["replicas"] >= 2
+    assert [p.rsplit(":", 1)[1] for p in inference["ports"]] == [str(ServiceConfig.metrics_port)]
+    low, high = inference["ports"][0].split(":")[1].split("-")
+    assert int(high) - int(low) + 1 == inference["deploy"]["replicas"], "a metrics port per replica"
+    envoy_ports = {p.rsplit(":", 1)[1] for p in envoy["ports"]}
+    assert envoy_ports == {str(ServiceConfig.port), str(ServiceConfig.http_port)}
+    for name, spec in services.items():
+        if name != "envoy":
+            assert not envoy_ports & {p.rsplit(":", 1)[1] for p in spec.get("ports", [])}, name
+    (config,) = envoy["configs"]
+    assert compose["configs"][config["source"]]["file"] == "./deploy/base/envoy/envoy.yaml"
+    assert config["target"] == envoy["command"][envoy["command"].index("--config-path") + 1]
+    bootstrap = yaml.safe_load((REPO / "deploy" / "base" / "envoy" / "envoy.yaml").read_text())
+    addresses = {
+        endpoint["endpoint"]["address"]["socket_address"]["address"]
+        for cluster in bootstrap["static_resources"]["clusters"]
+        for group in cluster["load_assignment"]["endpoints"]
+        for endpoint in group["lb_endpoints"]
+    }
+    assert addresses <= set(inference["networks"]["default"]["aliases"]), addresses
+    assert envoy["user"].split(":")[0] not in ("", "0", "root")
+    # A stopping replica shows NOT_SERVING for longer than Envoy takes to check it again.
+    intervals = {
+        float(c["interval"].removesuffix("s"))
+        for k in bootstrap["static_resources"]["clusters"]
+        for c in k["health_checks"]
+    }
+    assert float(inference["environment"]["DRAIN_SECONDS"]) > max(intervals)

