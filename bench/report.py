@@ -219,10 +219,8 @@ def _target_rows(checks: list[Target]) -> list[list[str]]:
     ]
 
 
-def print_report(
-    servers: dict[str, Figures], alone: dict[str, float], switch: SwitchResult, checks: list[Target]
-) -> None:
-    """Every table bench.serve prints; ratios are to the echo floor's and MLServer's figure of the same kind."""
+def print_report(servers: dict[str, Figures], alone: dict[str, float], switch: SwitchResult) -> None:
+    """bench.serve's gRPC tables; ratios are to the echo floor's and MLServer's figure of the same kind."""
     floor = _summary_figures(servers["echo"])
     theirs = _summary_figures(servers["mlserver"]) if "mlserver" in servers else None
     rows = [[NAMES[key], *_cells(_summary_figures(f), floor, theirs)] for key, f in servers.items()]
@@ -236,5 +234,8 @@ def print_report(
     _table(["images per message", "server", "images/s", "p50", "p99"], _sweep(servers, "batches"))
     print(f"\n### Alias switch under load: {switch.clients} clients, @champion moved {switch.switches} times\n")
     _table(*_switch(switch))
+
+
+def print_targets(checks: list[Target]) -> None:
     print("\n### Targets (ratios from this run)\n")
     _table(["target", "figures", "ratio", "limit", "result"], _target_rows(checks))

@@ -1,4 +1,4 @@
-"""Serving speed over real gRPC, measured with the unmodified `tritonclient.grpc` (Open Inference Protocol v2).
+"""Serving speed over real gRPC and REST, measured with the unmodified `tritonclient` (Open Inference Protocol v2).
 
 Run: `python -m bench.serve [--recipe article-fixed] [--mlserver PATH] [--seconds 2] [--json PATH] [--png PATH]`
 from the checkout; MNIST comes from $MNIST_DATA_DIR, else ./data, as for `python -m trainer`.
@@ -17,7 +17,9 @@ For each: single-image latency one call at a time (p50, p99 of --calls calls); a
 per message from one client: images/s, p50, p99), each point --seconds long after a quarter as much
 to ramp up. The model alone is timed in-process on the same images (bench.model_alone), and an
 alias switch under load moves @champion between the two versions on a second `python -m service`
-polling every --poll-seconds. Every figure is printed with its ratio to the echo floor and to MLServer,
+polling every --poll-seconds. Over REST, the service and MLServer are measured again with the unmodified
+`tritonclient.http`, tensors as binary data and as JSON (bench.rest): one image at a time, 32 clients,
+and one client sending 1024-image messages. Every figure is printed with its ratio to the echo floor and to MLServer,
 then the issue's targets, each with its ratio from this run and pass or fail.
 Clients are threads of this process; client and servers share this machine's cores, for all alike,
 and the echo floor's requests/s is the most this client can send.
@@ -46,7 +48,8 @@ from mlflow import MlflowClient
 
 from bench.load import Dial, RawClient, TritonClient, batch_sweep, concurrency_sweep, sequential
 from bench.plot import draw
-from bench.report import Figures, print_report, targets
+from bench.report import NAMES, Figures, print_report, print_targets, targets
+from bench.rest import RestFigures, measure_rest, print_rest, rest_targets
 from bench.switch import alias_switch
 from trainer.config import DEFAULT_ALIAS as ALIAS
 from trainer.config import DEFAULT_MODEL_NAME as MODEL
@@ -145,9 +148,11 @@ def floor(kind: str, images: np.ndarray, args: argparse.Namespace, aio: bool = F
         return measure(dial, images, args)
 
 
-def service(uri: str, extra: list[str]) -> tuple[list[str], dict[str, str], int]:
+def service(uri: str, extra: list[str], http_port: int = 0) -> tuple[list[str], dict[str, str], int]:
+    """`python -m service` on a free gRPC port; HTTP on `http_port` (0: off)."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": "0", "HTTP_PORT": "0"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "GRPC_PORT": str(port), "METRICS_PORT": "0"}
+    env["HTTP_PORT"] = str(http_port)
     return [sys.executable, "-m", "service", "--host", "127.0.0.1", *extra], env, port
 
 
@@ -200,18 +205,23 @@ def main() -> None:
             "echo-aio": floor("echo", images, args, aio=True),
             "fixed": floor("fixed", images, args),
         }
-        argv, env, port = service(uri, [])
+        http = free_port()
+        argv, env, port = service(uri, [], http_port=http)
+        rest: dict[str, dict[str, RestFigures | str]] = {}
         with started(argv, env, model_ready(port), REPO):
             servers["mnist37"] = measure(triton_at(port), images, args)
+            rest["mnist37"] = measure_rest(http, images, args.calls, args.seconds)
         if args.mlserver:
-            servers["mlserver"] = run_mlserver(args.mlserver, store, uri, version, images, args)
+            servers["mlserver"], rest["mlserver"] = run_mlserver(args.mlserver, store, uri, version, images, args)
         argv, env, port = service(uri, ["--poll-seconds", args.poll_seconds])
         with started(argv, env, model_ready(port), REPO):
             switch = alias_switch(
                 triton_at(port), images, uri, (version, other), SWITCH_CLIENTS, args.switches, args.seconds
             )
-    checks = targets(args.recipe, servers, alone, switch)
-    print_report(servers, alone, switch, checks)
+    checks = targets(args.recipe, servers, alone, switch) + rest_targets(rest)
+    print_report(servers, alone, switch)
+    print_rest(rest, NAMES)
+    print_targets(checks)
     load_end = os.getloadavg()[0]
     print(f"\nload average {load_end:.2f} at the end")
     draw(servers, args.recipe, args.png)
@@ -224,6 +234,10 @@ def main() -> None:
             "versions": {"served": version, "switched_to": other},
             "model_alone": alone,
             "servers": {key: asdict(figures) for key, figures in servers.items()},
+            "rest": {
+                key: {mode: f if isinstance(f, str) else asdict(f) for mode, f in modes.items()}
+                for key, modes in rest.items()
+            },
             "alias_switch": asdict(switch),
             "targets": [asdict(check) for check in checks],
         }
@@ -232,8 +246,9 @@ def main() -> None:
 
 def run_mlserver(
     binary: str, store: Path, uri: str, version: str, images: np.ndarray, args: argparse.Namespace
-) -> Figures:
-    """MLServer's MLflow runtime on the same registered version, downloaded to a folder it can load."""
+) -> tuple[Figures, dict[str, RestFigures | str]]:
+    """MLServer's MLflow runtime on the same registered version, downloaded to a folder it can load:
+    over gRPC, then over REST."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
@@ -249,7 +264,7 @@ def run_mlserver(
     )
     env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
     with started([binary, "start", str(folder)], env, model_ready(port), folder):
-        return measure(triton_at(port), images, args)
+        return measure(triton_at(port), images, args), measure_rest(http, images, args.calls, args.seconds)
 
 
 if __name__ == "__main__":

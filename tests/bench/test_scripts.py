@@ -99,6 +99,9 @@ def assert_ratios_to_floor(rows: list[dict[str, str]], floor: dict[str, str], co
             assert ratios["floor"] == pytest.approx(value / figure(floor[column])[0], rel=0.02), (row, column)
 
 
+NAME = "mnist37 (`python -m service`)"
+
+
 def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> None:
     json_path, png = tmp_path / "serve.json", tmp_path / "serve.png"
     args = [
@@ -170,7 +173,15 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
     assert float(throughput["ratio"]) == pytest.approx(served / own, rel=0.02)
     assert targets["alias switch under load: zero failed calls"]["ratio"] == str(failed)
 
+    rest = found["REST"]  # tritonclient.http against the service's HTTP side, in both encodings
+    assert [(row["server"], row["tensors"]) for row in rest] == [(NAME, "binary"), (NAME, "json")]
+    for row in rest:
+        assert 0 < figure(row["p50 single image"])[0] <= figure(row["p99 single image"])[0]
+        assert figure(row["req/s, 32 clients"])[0] > 0 and figure(row["images/s (1024 per message)"])[0] > 0
+
     results = json.loads(json_path.read_text())
+    assert set(results["rest"]["mnist37"]) == {"binary", "json"}
+    assert f"{results['rest']['mnist37']['json']['p50_ms']:.3f} ms" == rest[1]["p50 single image"]
     assert results["recipe"] == "mlp" and set(results["servers"]) == {"echo", "echo-aio", "fixed", "mnist37"}
     assert f"{results['servers']['mnist37']['p50_ms']:.3f} ms" == ours["p50 single image"].split(" (")[0]
     assert [t["result"] for t in results["targets"]] == [row["result"] for row in targets.values()]

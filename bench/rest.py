@@ -1,0 +1,185 @@
+"""bench.serve's REST side: the Open Inference Protocol over HTTP with the unmodified `tritonclient.http`,
+tensors as binary data (the extension, tritonclient's default) and as JSON, against MLServer's REST."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.http as triton_http
+
+from bench.load import Dial, Point, percentiles, sequential, under_load
+from bench.report import Target, ratio_text, target
+from trainer.config import DEFAULT_MODEL_NAME as MODEL
+
+MODES = ("binary", "json")
+CLIENTS = 32
+BATCH = 1024
+
+
+class HttpClient:
+    """One `tritonclient.http` connection sending one prebuilt request; asks for every output the model's
+    metadata lists, in the same encoding as the input. tritonclient.http runs on gevent, whose
+    connections belong to the thread that made them: a client called from another thread first opens
+    a connection of its own there."""
+
+    def __init__(self, port: int, images: np.ndarray, binary: bool) -> None:
+        self._url = f"127.0.0.1:{port}"
+        self._connect()
+        self._inputs = [triton_http.InferInput("image", list(images.shape), "FP32")]
+        self._inputs[0].set_data_from_numpy(images, binary_data=binary)
+        names = [output["name"] for output in self._client.get_model_metadata(MODEL).get("outputs", [])]
+        self._outputs = [triton_http.InferRequestedOutput(name, binary_data=binary) for name in names] or None
+        result = self._client.infer(MODEL, self._inputs, outputs=self._outputs)
+        first = result.as_numpy(names[0]) if names else None
+        if first is None or len(first) != len(images):
+            raise RuntimeError(f"expected an output of {len(images)} rows, got {result.get_response()}")
+
+    def _connect(self) -> None:
+        self._client = triton_http.InferenceServerClient(self._url, network_timeout=120)
+        self._thread = threading.get_ident()
+
+    def call(self) -> str:
+        if self._thread != threading.get_ident():
+            self._client.close()
+            self._connect()
+        response = self._client.infer(MODEL, self._inputs, outputs=self._outputs).get_response()
+        return str(response.get("model_version", ""))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def http_at(port: int, binary: bool) -> Dial:
+    return lambda batch: HttpClient(port, batch, binary)
+
+
+@dataclass(frozen=True)
+class RestFigures:
+    """One server's REST figures in one encoding; None where that server refused the encoding."""
+
+    p50_ms: float
+    p99_ms: float
+    clients: Point  # CLIENTS clients sending single images
+    batch: Point  # one client sending BATCH images per message (per_s: images/s)
+
+
+def measure_rest(port: int, images: np.ndarray, calls: int, seconds: float) -> dict[str, RestFigures | str]:
+    """Each mode's figures, or why the server could not be measured in it (MLServer may refuse binary)."""
+    measured: dict[str, RestFigures | str] = {}
+    for mode in MODES:
+        dial = http_at(port, binary=mode == "binary")
+        try:
+            one = dial(images[:1])
+        except Exception as err:  # the server refused this encoding: a finding, reported as such
+            measured[mode] = f"refused: {str(err).splitlines()[0][:120]}"
+            continue
+        try:
+            p50, p99 = sequential(one, calls)
+        finally:
+            one.close()
+        clients = under_load(dial, images[:1], CLIENTS, seconds)
+        measured[mode] = RestFigures(p50, p99, clients, _batches(dial, images[:BATCH], seconds))
+    return measured
+
+
+def _batches(dial: Dial, images: np.ndarray, seconds: float, least: int = 3) -> Point:
+    """One client sending messages of `images` back to back for `seconds` and at least `least` of them
+    (a 1024-image JSON message may take longer than a short run's window): images/s and latency."""
+    client = dial(np.ascontiguousarray(images))
+    try:
+        latencies: list[float] = []
+        start = time.perf_counter()
+        while len(latencies) < least or time.perf_counter() - start < seconds:
+            sent = time.perf_counter()
+            client.call()
+            latencies.append(time.perf_counter() - sent)
+    finally:
+        client.close()
+    p50, p99 = percentiles(latencies)
+    return Point(len(images), len(images) * len(latencies) / sum(latencies), p50, p99)
+
+
+def _best(theirs: dict[str, RestFigures | str], mode: str) -> tuple[str, RestFigures] | None:
+    """MLServer's figures in `mode`, else in the mode it accepted; None when it accepted neither."""
+    for m in (mode, *MODES):
+        figures = theirs.get(m)
+        if isinstance(figures, RestFigures):
+            return m, figures
+    return None
+
+
+def rest_targets(rest: dict[str, dict[str, RestFigures | str]]) -> list[Target]:
+    """The REST goals as ratios to MLServer's REST: each encoding on its own, and for 1024-image
+    messages ours in binary against MLServer's in binary, or JSON where it refuses binary."""
+    ours, theirs = rest["mnist37"], rest.get("mlserver", {})
+    checks = []
+    for mode in MODES:
+        mine, other = ours[mode], theirs.get(mode)
+        assert isinstance(mine, RestFigures), f"the service refused REST {mode}: {mine}"
+        if not isinstance(other, RestFigures):
+            why = "no MLServer" if other is None else f"MLServer {other}"
+            checks.append(target(f"REST {mode}: one image p50 ≤ ½ of MLServer's", why, None, 0.5))
+            checks.append(target(f"REST {mode}: {CLIENTS} clients ≥ 2× MLServer's req/s", why, None, 2.0, False))
+            continue
+        checks.append(
+            target(
+                f"REST {mode}: one image p50 ≤ ½ of MLServer's",
+                f"{mine.p50_ms:.3f} ms / {other.p50_ms:.3f} ms",
+                mine.p50_ms / other.p50_ms,
+                0.5,
+            )
+        )
+        checks.append(
+            target(
+                f"REST {mode}: {CLIENTS} clients ≥ 2× MLServer's req/s",
+                f"{mine.clients.per_s:,.0f} / {other.clients.per_s:,.0f} req/s",
+                mine.clients.per_s / other.clients.per_s,
+                2.0,
+                at_most=False,
+            )
+        )
+    binary = ours["binary"]
+    assert isinstance(binary, RestFigures)
+    best = _best(theirs, "binary")
+    name = f"REST binary: {BATCH}-image messages ≥ 3× MLServer's images/s"
+    if best is None:
+        checks.append(target(name, "no MLServer" if not theirs else "MLServer refused both", None, 3.0, False))
+    else:
+        mode, other = best
+        shown = f"{binary.batch.per_s:,.0f} / {other.batch.per_s:,.0f} ({mode}) images/s"
+        checks.append(target(name, shown, binary.batch.per_s / other.batch.per_s, 3.0, at_most=False))
+    return checks
+
+
+def _vs(value: float, theirs: float | None, unit: str) -> str:
+    """`value`, with its ratio to MLServer's where there is one."""
+    text = f"{value:.3f}{unit}" if unit else f"{value:,.0f}"
+    return f"{text} ({ratio_text(value / theirs)}× MLServer)" if theirs else text
+
+
+def print_rest(rest: dict[str, dict[str, RestFigures | str]], names: dict[str, str]) -> None:
+    """The REST table: a row per server and encoding, with its ratio to MLServer's in the same encoding."""
+    print(f"\n### REST: tritonclient.http, binary tensors and JSON ({CLIENTS} clients; {BATCH} images per message)\n")
+    header = ["server", "tensors", "p50 single image", "p99 single image", f"req/s, {CLIENTS} clients"]
+    header += [f"p99, {CLIENTS} clients", f"images/s ({BATCH} per message)"]
+    print(f"| {' | '.join(header)} |")
+    print(f"|{' --- |' * len(header)}")
+    theirs = rest.get("mlserver", {})
+    for key, modes in rest.items():
+        for mode, f in modes.items():
+            if not isinstance(f, RestFigures):
+                print(f"| {names[key]} | {mode} | {f} |{' — |' * (len(header) - 3)}")
+                continue
+            other = theirs.get(mode) if key != "mlserver" else None
+            pair = other if isinstance(other, RestFigures) else None
+            cells = [
+                _vs(f.p50_ms, pair.p50_ms if pair else None, " ms"),
+                _vs(f.p99_ms, pair.p99_ms if pair else None, " ms"),
+                _vs(f.clients.per_s, pair.clients.per_s if pair else None, ""),
+                _vs(f.clients.p99_ms, pair.clients.p99_ms if pair else None, " ms"),
+                _vs(f.batch.per_s, pair.batch.per_s if pair else None, ""),
+            ]
+            print(f"| {names[key]} | {mode} | {' | '.join(cells)} |")
