@@ -33,7 +33,9 @@ class HttpClient:
         names = [output["name"] for output in self._client.get_model_metadata(MODEL).get("outputs", [])]
         self._outputs = [triton_http.InferRequestedOutput(name, binary_data=binary) for name in names] or None
         result = self._client.infer(MODEL, self._inputs, outputs=self._outputs)
-        first = result.as_numpy(names[0]) if names else None
+        # By the answer's own names: MLServer's metadata lists `output-0`, and its answers name `output-1`.
+        answered = [output["name"] for output in result.get_response().get("outputs", [])]
+        first = result.as_numpy(answered[0]) if answered else None
         if first is None or len(first) != len(images):
             raise RuntimeError(f"expected an output of {len(images)} rows, got {result.get_response()}")
 

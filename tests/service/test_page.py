@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from PIL import Image
 from service.client.images import mnist_style
 from service.rest import CSP
 from tests.conftest import REPO, DefaultRun, free_port, wait_until
+from tests.service.certificates import make_certificates
 from tests.service.conftest import MODEL, BackgroundService, Registry, config_for, set_alias
 from tests.service.page_strokes import BAR, DOT, HATCH, OFF_EDGE, SEVEN, THREE, Stroke
 
@@ -78,10 +80,10 @@ class Watched:
 
 
 @contextmanager
-def opened(browser: Browser, origin: str, token: str = "") -> Iterator[Watched]:
-    """The page at origin/ in a fresh context, served under the service's CSP; with `token` already in the
-    tab's sessionStorage, as after a person entered it there."""
-    context = browser.new_context(viewport={"width": 760, "height": 620})
+def opened(browser: Browser, origin: str, token: str = "", **options: Any) -> Iterator[Watched]:
+    """The page at origin/ in a fresh context (with Playwright's context `options`), served under the
+    service's CSP; with `token` already in the tab's sessionStorage, as after a person entered it there."""
+    context = browser.new_context(viewport={"width": 760, "height": 620}, **options)
     if token:
         context.add_init_script(f"sessionStorage.setItem('mnist37-token', {json.dumps(token)})")
     watched = Watched(context.new_page())
@@ -293,22 +295,25 @@ def test_every_control_is_labelled_and_reachable_by_keyboard(browser: Browser, s
 # --- End to end: the real service over HTTP, the default recipe's CNN and the registry's MLPs -------
 
 
-def http_ready(service: BackgroundService) -> bool:
+def http_ready(origin: str, tls: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/v2/health/ready", timeout=2) as r:
+        with urllib.request.urlopen(f"{origin}/v2/health/ready", timeout=2, context=tls) as r:
             return r.status == 200
     except OSError:
         return False
 
 
 @contextmanager
-def serving(uri: str, **overrides: object) -> Iterator[tuple[BackgroundService, str]]:
-    """The real service on free ports, its HTTP side ready; and the page's origin."""
+def serving(uri: str, ca: Path | None = None, **overrides: object) -> Iterator[tuple[BackgroundService, str]]:
+    """The real service on free ports, its HTTP side ready; and the page's origin (https when `ca`
+    signed the service's certificate)."""
     service = BackgroundService(config_for(uri, http_port=free_port(), **overrides))  # 0 turns HTTP off
     service.start()
+    origin = f"{'https' if ca else 'http'}://127.0.0.1:{service.http_port}"
+    tls = ssl.create_default_context(cafile=ca) if ca else None
     try:
-        wait_until(lambda: http_ready(service), 60, "the service ready over HTTP")
-        yield service, f"http://127.0.0.1:{service.http_port}"
+        wait_until(lambda: http_ready(origin, tls), 60, f"the service ready at {origin}")
+        yield service, origin
     finally:
         service.shutdown(grace=1)
 
@@ -372,3 +377,24 @@ def test_the_page_shows_the_new_version_once_the_alias_moves(browser: Browser, r
             watched.assert_clean()
     finally:
         set_alias(registry.uri, registry.good)
+
+
+@pytest.mark.slow
+def test_the_page_answers_over_tls_with_the_token(browser: Browser, registry: Registry, tmp_path: Path) -> None:
+    """The page and its infer calls over HTTPS, the service's own certificate (from a CA the browser is told
+    to accept: Chromium here has no way to trust a test CA), and the bearer token."""
+    certs = make_certificates(tmp_path)
+    (tmp_path / "token").write_text(TOKEN)
+    tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key), "token_file": str(tmp_path / "token")}
+    set_alias(registry.uri, registry.good)
+    with (
+        serving(registry.uri, ca=certs.ca, **tls) as (_, origin),
+        opened(browser, origin, TOKEN, ignore_https_errors=True) as watched,
+    ):
+        assert origin.startswith("https://")
+        assert watched.page.evaluate("window.isSecureContext && location.protocol") == "https:"
+        three = redraw(watched.page, THREE)
+        assert (three["version"], three["status"]) == (registry.good, ""), three
+        assert three["digit"] in ("3", "7"), three  # an MLP of the registry's: no "neither"
+        assert watched.sent and all(body["inputs"][0]["name"] == "image" for body in watched.sent)
+        watched.assert_clean()
