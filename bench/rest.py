@@ -15,6 +15,7 @@ from bench.report import Target, ratio_text, target
 from trainer.config import DEFAULT_MODEL_NAME as MODEL
 
 MODES = ("binary", "json")
+FLOOR = "http-floor"  # bench.http_floor's key in the figures
 CLIENTS = 32
 BATCH = 1024
 
@@ -60,7 +61,7 @@ def http_at(port: int, binary: bool) -> Dial:
 
 @dataclass(frozen=True)
 class RestFigures:
-    """One server's REST figures in one encoding; None where that server refused the encoding."""
+    """One server's REST figures in one encoding (where it refused the encoding, measure_rest gives why)."""
 
     p50_ms: float
     p99_ms: float
@@ -156,32 +157,38 @@ def rest_targets(rest: dict[str, dict[str, RestFigures | str]]) -> list[Target]:
     return checks
 
 
-def _vs(value: float, theirs: float | None, unit: str) -> str:
-    """`value`, with its ratio to MLServer's where there is one."""
+def _vs(value: float, floor: float | None, theirs: float | None, unit: str) -> str:
+    """`value`, with its ratios to the REST floor's and MLServer's where there are those."""
     text = f"{value:.3f}{unit}" if unit else f"{value:,.0f}"
-    return f"{text} ({ratio_text(value / theirs)}× MLServer)" if theirs else text
+    ratios = [
+        f"{ratio_text(value / other)}× {name}" for other, name in ((floor, "floor"), (theirs, "MLServer")) if other
+    ]
+    return f"{text} ({', '.join(ratios)})" if ratios else text
+
+
+def _figures(f: RestFigures) -> list[float]:
+    return [f.p50_ms, f.p99_ms, f.clients.per_s, f.clients.p99_ms, f.batch.per_s]
 
 
 def print_rest(rest: dict[str, dict[str, RestFigures | str]], names: dict[str, str]) -> None:
-    """The REST table: a row per server and encoding, with its ratio to MLServer's in the same encoding."""
+    """The REST table: a row per server and encoding, with its ratios to the floor's and MLServer's in the
+    same encoding."""
     print(f"\n### REST: tritonclient.http, binary tensors and JSON ({CLIENTS} clients; {BATCH} images per message)\n")
     header = ["server", "tensors", "p50 single image", "p99 single image", f"req/s, {CLIENTS} clients"]
     header += [f"p99, {CLIENTS} clients", f"images/s ({BATCH} per message)"]
     print(f"| {' | '.join(header)} |")
     print(f"|{' --- |' * len(header)}")
-    theirs = rest.get("mlserver", {})
+    units = [" ms", " ms", "", " ms", ""]
     for key, modes in rest.items():
         for mode, f in modes.items():
             if not isinstance(f, RestFigures):
                 print(f"| {names[key]} | {mode} | {f} |{' — |' * (len(header) - 3)}")
                 continue
-            other = theirs.get(mode) if key != "mlserver" else None
-            pair = other if isinstance(other, RestFigures) else None
-            cells = [
-                _vs(f.p50_ms, pair.p50_ms if pair else None, " ms"),
-                _vs(f.p99_ms, pair.p99_ms if pair else None, " ms"),
-                _vs(f.clients.per_s, pair.clients.per_s if pair else None, ""),
-                _vs(f.clients.p99_ms, pair.clients.p99_ms if pair else None, " ms"),
-                _vs(f.batch.per_s, pair.batch.per_s if pair else None, ""),
-            ]
+            floor = rest.get(FLOOR, {}).get(mode) if key != FLOOR else None
+            theirs = rest.get("mlserver", {}).get(mode) if key != "mlserver" else None
+            none: list[float | None] = [None] * len(units)
+            floors: list[float | None] = [*_figures(floor)] if isinstance(floor, RestFigures) else none
+            mlserver: list[float | None] = [*_figures(theirs)] if isinstance(theirs, RestFigures) else none
+            columns = zip(_figures(f), floors, mlserver, units, strict=True)
+            cells = [_vs(value, at_floor, at_mlserver, unit) for value, at_floor, at_mlserver, unit in columns]
             print(f"| {names[key]} | {mode} | {' | '.join(cells)} |")

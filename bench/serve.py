@@ -18,9 +18,10 @@ per message from one client: images/s, p50, p99), each point --seconds long afte
 to ramp up. The model alone is timed in-process on the same images (bench.model_alone), and an
 alias switch under load moves @champion between the two versions on a second `python -m service`
 polling every --poll-seconds. Over REST, the service and MLServer are measured again with the unmodified
-`tritonclient.http`, tensors as binary data and as JSON (bench.rest): one image at a time, 32 clients,
+`tritonclient.http`, tensors as binary data and as JSON (bench.rest), beside a REST floor (bench.http_floor:
+aiohttp parsing each request's JSON and answering a fixed response): one image at a time, 32 clients,
 and one client sending 1024-image messages. Every figure is printed with its ratio to the echo floor and to MLServer,
-then the issue's targets, each with its ratio from this run and pass or fail.
+then the targets, each with its ratio from this run and pass or fail.
 Clients are threads of this process; client and servers share this machine's cores, for all alike,
 and the echo floor's requests/s is the most this client can send.
 """
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -49,7 +51,7 @@ from mlflow import MlflowClient
 from bench.load import Dial, RawClient, TritonClient, batch_sweep, concurrency_sweep, sequential
 from bench.plot import draw
 from bench.report import NAMES, Figures, print_report, print_targets, targets
-from bench.rest import RestFigures, measure_rest, print_rest, rest_targets
+from bench.rest import FLOOR, RestFigures, measure_rest, print_rest, rest_targets
 from bench.switch import alias_switch
 from trainer.config import DEFAULT_ALIAS as ALIAS
 from trainer.config import DEFAULT_MODEL_NAME as MODEL
@@ -85,6 +87,16 @@ def triton_at(port: int) -> Dial:
 def model_ready(port: int) -> Callable[[], bool]:
     client = triton.InferenceServerClient(f"127.0.0.1:{port}")
     return lambda: bool(client.is_model_ready(MODEL))
+
+
+def http_answers(port: int) -> Callable[[], bool]:
+    """Whether an HTTP server on 127.0.0.1:port answers the model's metadata route."""
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{MODEL}", timeout=1) as reply:
+            return bool(reply.status == 200)
+
+    return ready
 
 
 def port_open(port: int) -> Callable[[], bool]:
@@ -205,9 +217,13 @@ def main() -> None:
             "echo-aio": floor("echo", images, args, aio=True),
             "fixed": floor("fixed", images, args),
         }
+        rest: dict[str, dict[str, RestFigures | str]] = {}
+        http = free_port()
+        rest_floor = [sys.executable, "-m", "bench.http_floor", "--port", str(http)]
+        with started(rest_floor, dict(os.environ), http_answers(http), REPO):
+            rest[FLOOR] = measure_rest(http, images, args.calls, args.seconds)
         http = free_port()
         argv, env, port = service(uri, [], http_port=http)
-        rest: dict[str, dict[str, RestFigures | str]] = {}
         with started(argv, env, model_ready(port), REPO):
             servers["mnist37"] = measure(triton_at(port), images, args)
             rest["mnist37"] = measure_rest(http, images, args.calls, args.seconds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,11 @@ def figure(cell: str) -> tuple[float, dict[str, float]]:
     return float(value.removesuffix(" ms").replace(",", "")), {to: float(r) for r, to in pairs}
 
 
+def figure_text(cell: str) -> str:
+    """'1.234 ms (1.5× floor)' → '1.234 ms'."""
+    return cell.partition(" (")[0]
+
+
 def assert_ratios_to_floor(rows: list[dict[str, str]], floor: dict[str, str], columns: list[str]) -> None:
     for row in rows:
         for column in columns:
@@ -173,15 +179,23 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
     assert float(throughput["ratio"]) == pytest.approx(served / own, rel=0.02)
     assert targets["alias switch under load: zero failed calls"]["ratio"] == str(failed)
 
-    rest = found["REST"]  # tritonclient.http against the service's HTTP side, in both encodings
-    assert [(row["server"], row["tensors"]) for row in rest] == [(NAME, "binary"), (NAME, "json")]
+    rest = found["REST"]  # tritonclient.http against the REST floor and the service's HTTP side, both encodings
+    rest_floor = "floor: aiohttp, request parsed, fixed answer"
+    by_server = {(row["server"], row["tensors"]): row for row in rest}
+    assert list(by_server) == [(server, mode) for server in (rest_floor, NAME) for mode in ("binary", "json")]
     for row in rest:
         assert 0 < figure(row["p50 single image"])[0] <= figure(row["p99 single image"])[0]
         assert figure(row["req/s, 32 clients"])[0] > 0 and figure(row["images/s (1024 per message)"])[0] > 0
+    for mode in ("binary", "json"):
+        assert_ratios_to_floor(
+            [by_server[NAME, mode]], by_server[rest_floor, mode], [c for c in rest[0] if c not in ("server", "tensors")]
+        )
 
     results = json.loads(json_path.read_text())
     assert set(results["rest"]["mnist37"]) == {"binary", "json"}
-    assert f"{results['rest']['mnist37']['json']['p50_ms']:.3f} ms" == rest[1]["p50 single image"]
+    assert f"{results['rest']['mnist37']['json']['p50_ms']:.3f} ms" == figure_text(
+        by_server[NAME, "json"]["p50 single image"]
+    )
     assert results["recipe"] == "mlp" and set(results["servers"]) == {"echo", "echo-aio", "fixed", "mnist37"}
     assert f"{results['servers']['mnist37']['p50_ms']:.3f} ms" == ours["p50 single image"].split(" (")[0]
     assert [t["result"] for t in results["targets"]] == [row["result"] for row in targets.values()]
@@ -201,9 +215,9 @@ def test_balancer_bench_measures_envoy_beside_the_direct_path(mnist_dir: str, tm
         assert number(row["32 clients requests/s"], "") > 0
     results = json.loads(json_path.read_text())
     assert [len(results["rounds"][path]) for path in ("direct", "envoy")] == [2, 2]
-    medians = {path: sorted(r["p50_ms"] for r in results["rounds"][path]) for path in ("direct", "envoy")}
-    assert number(direct["one image p50"], " ms") == pytest.approx(sum(medians["direct"]) / 2, abs=0.006)
+    medians = {path: statistics.median(r["p50_ms"] for r in results["rounds"][path]) for path in ("direct", "envoy")}
+    assert number(direct["one image p50"], " ms") == pytest.approx(medians["direct"], abs=0.006)
+    assert number(envoy["one image p50"], " ms") == pytest.approx(medians["envoy"], abs=0.006)
     ratio = re.search(r"one image p50 ×([\d.]+) ", done.stdout)
     assert ratio, done.stdout
-    expected = number(envoy["one image p50"], " ms") / number(direct["one image p50"], " ms")
-    assert float(ratio.group(1)) == pytest.approx(expected, abs=0.02)  # from figures rounded to 0.01 ms
+    assert float(ratio.group(1)) == pytest.approx(medians["envoy"] / medians["direct"], abs=0.006)

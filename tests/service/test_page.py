@@ -381,8 +381,9 @@ def test_the_page_shows_the_new_version_once_the_alias_moves(browser: Browser, r
 
 @pytest.mark.slow
 def test_the_page_answers_over_tls_with_the_token(browser: Browser, registry: Registry, tmp_path: Path) -> None:
-    """The page and its infer calls over HTTPS, the service's own certificate (from a CA the browser is told
-    to accept: Chromium here has no way to trust a test CA), and the bearer token."""
+    """The page and its infer calls over HTTPS with the bearer token. The service's certificate is checked
+    against the test CA by the readiness probe; Chromium, which cannot be given a test CA here, is told
+    to accept any certificate."""
     certs = make_certificates(tmp_path)
     (tmp_path / "token").write_text(TOKEN)
     tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key), "token_file": str(tmp_path / "token")}

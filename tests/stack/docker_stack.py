@@ -79,6 +79,11 @@ def base_images() -> dict[str, str]:
     return chosen
 
 
+def _replica_number(container: dict[str, Any]) -> int:
+    labels = dict(label.split("=", 1) for label in container.get("Labels", "").split(",") if "=" in label)
+    return int(labels.get("com.docker.compose.container-number", 0))
+
+
 class Stack:
     """`docker compose -p PROJECT -f docker-compose.yml -f tests/stack/compose.test.yml ...`."""
 
@@ -102,10 +107,11 @@ class Stack:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def replicas(self, service: str) -> list[dict[str, Any]]:
-        """The service's containers, in the order of their replica number (the last part of the name)."""
+        """The service's containers, in the order of their replica number (`docker compose run`'s one-off
+        containers have one too)."""
         found = [c for c in self.containers() if c["Service"] == service]
         assert found, f"no container for service {service}"
-        return sorted(found, key=lambda c: int(c["Name"].rsplit("-", 1)[1]))
+        return sorted(found, key=_replica_number)
 
     def container(self, service: str) -> dict[str, Any]:
         return self.replicas(service)[0]

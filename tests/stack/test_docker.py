@@ -107,7 +107,8 @@ class Load:
                     reply, call = stub.Classify.with_call(self.request, timeout=10)
                     version = reply.prediction.model_version
                     self.versions[version] += 1
-                    self.served[version, dict(call.trailing_metadata() or ())["mnist37-replica"]] += 1
+                    replica = dict(call.trailing_metadata() or ()).get("mnist37-replica", "(unnamed)")
+                    self.served[version, str(replica)] += 1
                 except grpc.RpcError as err:
                     self.failures.append(f"{err.code().name}: {err.details()}")
                 time.sleep(0.02)
@@ -143,7 +144,10 @@ def _wait_for_replicas(names: list[str], timeout: float = 60) -> None:
             seen.update(_replicas_answering(calls=10))
         return set(seen) >= set(names)
 
-    wait_until(each_answered, timeout, f"answers from each of {names} (so far {dict(seen)})", every=0.5)
+    try:
+        wait_until(each_answered, timeout, f"answers from each of {names}", every=0.5)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; answers so far: {dict(seen)}") from None
 
 
 def _hostnames(compose: Stack) -> list[str]:
@@ -186,7 +190,8 @@ def stack(mnist_dir: str, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[
         leftovers = stack.leftovers()
         with capsys.disabled():
             size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE], capture_output=True)
-            print(f"\n{stack.project}: BASE_IMAGE={env['BASE_IMAGE']} POSTGRES_IMAGE={env['POSTGRES_IMAGE']}")
+            images = " ".join(f"{name}={env[name]}" for name in ("BASE_IMAGE", "POSTGRES_IMAGE", "ENVOY_IMAGE"))
+            print(f"\n{stack.project}: {images}")
             print(f"  image {IMAGE}: {int(size.stdout or 0) / 1e9:.2f} GB\n{phases.report()}")
         assert not leftovers, f"`down -v` left {leftovers}"
 
