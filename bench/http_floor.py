@@ -68,7 +68,8 @@ def build_app() -> web.Application:
         headers = {HEADER_LENGTH: str(header)}
         return web.Response(body=payload, content_type="application/octet-stream", headers=headers)
 
-    app = web.Application(client_max_size=16 * 1024 * 1024)  # 1024 images as JSON are about 6 MB
+    # A message of 1024 images as JSON outgrows aiohttp's default body limit.
+    app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_get("/v2/models/{model}", metadata)
     app.router.add_post("/v2/models/{model}/infer", infer)
     return app

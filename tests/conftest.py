@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -75,6 +77,29 @@ def wait_until(check: Callable[[], object], timeout: float, what: str = "conditi
             return
         time.sleep(every)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+class Workers:
+    """`count` threads running `work()` while a `with` block lasts: started as it opens; as it closes,
+    `stopping` is set and each is joined (within `join_seconds` when given)."""
+
+    def __init__(self, count: int = 1, join_seconds: float | None = None) -> None:
+        self.stopping = threading.Event()
+        self._threads = [threading.Thread(target=self.work, daemon=True) for _ in range(count)]
+        self._join_seconds = join_seconds
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(self._join_seconds)
 
 
 @dataclass(frozen=True)

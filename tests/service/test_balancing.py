@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -23,7 +22,7 @@ import pytest
 from bench.envoy import ENVOY, envoy_argv, loopback_bootstrap, write_bootstrap
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import free_port, wait_until
+from tests.conftest import Workers, free_port, wait_until
 from tests.service.conftest import Registry, set_alias
 
 pytestmark = pytest.mark.slow
@@ -77,18 +76,17 @@ class Replica:
                 self.process.kill()
 
 
-class Load:
+class Load(Workers):
     """Threads calling Classify through one shared channel; every answer's replica, version and time."""
 
     def __init__(self, channel: grpc.Channel, threads: int = 4) -> None:
+        super().__init__(count=threads, join_seconds=15)
         self._stub = pb_grpc.ClassifierStub(channel)
-        self._stop = threading.Event()
         self.answers: list[tuple[float, str, str]] = []  # (when, replica, version)
         self.failures: list[str] = []
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def work(self) -> None:
+        while not self.stopping.is_set():
             try:
                 reply, call = self._stub.Classify.with_call(IMAGE, timeout=10)
             except grpc.RpcError as err:
@@ -99,16 +97,6 @@ class Load:
                 return
             replica = dict(call.trailing_metadata() or ()).get("mnist37-replica", "?")
             self.answers.append((time.monotonic(), str(replica), reply.prediction.model_version))
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
 
     def count(self, since: float = 0.0) -> Counter[str]:
         return Counter(replica for when, replica, _ in list(self.answers) if when >= since)

@@ -11,7 +11,7 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import new_store, wait_until
+from tests.conftest import Workers, new_store, wait_until
 from tests.service.conftest import Registry, config_for, health_status, running, set_alias
 
 pytestmark = pytest.mark.slow
@@ -126,32 +126,21 @@ def test_accuracy_through_the_service_equals_the_trainers(registry: Registry, te
     assert accuracy == pytest.approx(float(tag), abs=1e-6)
 
 
-class SteadyClients:
+class SteadyClients(Workers):
     """Four clients calling Classify in a loop; every answer's version and every failure is kept."""
 
     def __init__(self, channel: grpc.Channel) -> None:
+        super().__init__(count=4)
         self._stub = pb_grpc.ClassifierStub(channel)
-        self._stop = threading.Event()
         self.seen: list[str] = []
         self.failures: list[str] = []
-        self._threads = [threading.Thread(target=self._call) for _ in range(4)]
 
-    def _call(self) -> None:
-        while not self._stop.is_set():
+    def work(self) -> None:
+        while not self.stopping.is_set():
             try:
                 self.seen.append(self._stub.Classify(ZERO, timeout=5).prediction.model_version)
             except grpc.RpcError as err:
                 self.failures.append(f"{err.code()}: {err.details()}")
-
-    def __enter__(self) -> SteadyClients:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
 
 
 def test_hostile_versions_are_refused_under_load_and_after_a_restart(registry: Registry, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +26,7 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import wait_until
+from tests.conftest import Workers, wait_until
 from tests.stack.docker_stack import Stack, base_images, engine_problem
 
 pytestmark = pytest.mark.slow
@@ -87,22 +86,21 @@ class Mlflow:
         return False
 
 
-class Load:
+class Load(Workers):
     """One client calling Classify back to back over one channel to Envoy on 127.0.0.1:50051; counts
     answers per version and per (version, replica), the replica named by the answer's trailing metadata."""
 
     def __init__(self, image: bytes) -> None:
+        super().__init__(join_seconds=30)
         self.request = pb.ClassifyRequest(image=pb.Image(uint8=image))
         self.versions: Counter[str] = Counter()
         self.served: Counter[tuple[str, str]] = Counter()
         self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
+    def work(self) -> None:
         with grpc.insecure_channel("127.0.0.1:50051") as channel:
             stub = pb_grpc.ClassifierStub(channel)
-            while not self.stop.is_set() and len(self.failures) < 100:
+            while not self.stopping.is_set() and len(self.failures) < 100:
                 try:
                     reply, call = stub.Classify.with_call(self.request, timeout=10)
                     version = reply.prediction.model_version
@@ -112,14 +110,6 @@ class Load:
                 except grpc.RpcError as err:
                     self.failures.append(f"{err.code().name}: {err.details()}")
                 time.sleep(0.02)
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
 
 
 def _first_test_image(mnist_dir: str) -> bytes:
