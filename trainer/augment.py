@@ -1,12 +1,18 @@
-"""Batched augmentation for real-world handwriting: position, scale, slant and stroke thickness."""
+"""Batched augmentation for real-world handwriting: position, scale, slant, stroke thickness and the
+wobble of a hand (elastic distortion), applied together."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+# Drawing a smooth random field per batch costs as much as the rest of the augmentation; a run draws
+# a pool once, and each image takes one at random, under its own random affine transform.
+ELASTIC_POOL = 4096
 
 
 @dataclass(frozen=True)
@@ -14,19 +20,34 @@ class Augmentation:
     shift_px: float = 2.0  # uniform in ±shift_px, each axis
     scale: float = 0.12  # zoom uniform in 1 ± scale
     rotate_deg: float = 10.0
-    thickness: float = 0.5  # blend towards a dilated (thicker) or eroded (thinner) stroke, 0..1
+    # Stroke width: blend towards an eroded (thinner) stroke by up to `thinner` (0..1), or towards a
+    # dilated one by up to `thicker` (0..2: past 1, from one dilation towards two).
+    thinner: float = 0.5
+    thicker: float = 0.5
+    elastic_px: float = 0.0  # Simard's alpha: the size of the smoothed random displacement, 0 for none
+    elastic_sigma_px: float = 4.0  # the smoothing's standard deviation
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: (N, 784) floats in [0, 1] → a randomly transformed copy of the same shape."""
-        images = x.reshape(-1, 1, 28, 28)
-        images = self._thickness(images, generator)
-        images = self._affine(images, generator)
-        return images.reshape(-1, 784)
+        return self.sampler(generator, pool=len(x))(x)
+
+    def sampler(self, generator: torch.Generator, pool: int = ELASTIC_POOL) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The augmentation for a whole run: like calling it, batch after batch, but the elastic
+        displacements drawn once, `pool` of them, and picked at random for each image."""
+        fields = elastic_offsets(pool, self.elastic_px, self.elastic_sigma_px, generator) if self.elastic_px else None
+
+        def apply(x: torch.Tensor) -> torch.Tensor:
+            images = self._thickness(x.reshape(-1, 1, 28, 28), generator)
+            elastic = None if fields is None else fields[torch.randint(len(fields), (len(x),), generator=generator)]
+            return self._warp(images, generator, elastic).reshape(-1, 784)
+
+        return apply
 
     def _uniform(self, n: int, half_width: float, generator: torch.Generator) -> torch.Tensor:
         return (torch.rand(n, generator=generator) * 2 - 1) * half_width
 
-    def _affine(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _warp(self, images: torch.Tensor, generator: torch.Generator, elastic: torch.Tensor | None) -> torch.Tensor:
+        """The affine transform and the elastic displacement in one resampling."""
         n = images.shape[0]
         zoom = 1 + self._uniform(n, self.scale, generator)
         angle = self._uniform(n, math.radians(self.rotate_deg), generator)
@@ -36,13 +57,37 @@ class Augmentation:
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
         grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+        if elastic is not None:
+            grid = grid + elastic.to(images.device)
         return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
 
     def _thickness(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = images.shape[0]
-        amount = self._uniform(n, self.thickness, generator).to(images.device).view(n, 1, 1, 1)
-        towards = torch.where(amount > 0, dilate(images), erode(images))
-        return images + amount.abs() * (towards - images)
+        # Half the images thinned by up to `thinner`, half thickened by up to `thicker`.
+        sign = torch.rand(n, generator=generator) * 2 - 1
+        amount = torch.where(sign < 0, sign * self.thinner, sign * self.thicker).to(images.device).view(n, 1, 1, 1)
+        once = dilate(images)
+        thicker = images + amount.clamp(0, 1) * (once - images)
+        if self.thicker > 1:
+            thicker = thicker + (amount - 1).clamp(0, 1) * (dilate(once) - once)
+        return torch.where(amount >= 0, thicker, images + amount.neg() * (erode(images) - images))
+
+
+def elastic_offsets(n: int, alpha_px: float, sigma_px: float, generator: torch.Generator) -> torch.Tensor:
+    """Simard et al.'s elastic distortion for 28×28 images: a uniform random displacement per pixel,
+    smoothed by a Gaussian of `sigma_px` and scaled by `alpha_px`, as (n, 28, 28, 2) offsets in
+    grid_sample's [-1, 1] units, to add to a sampling grid."""
+    field = torch.rand(n * 2, 28, 28, generator=generator) * 2 - 1
+    # The separable Gaussian as one symmetric matrix across the image (zero outside the square),
+    # applied along rows, then, transposed, along columns: two large matrix products, where conv2d
+    # over single-channel images takes a slow path on the CPU.
+    radius = math.ceil(2 * sigma_px)
+    distance = torch.arange(28.0).view(-1, 1) - torch.arange(28.0).view(1, -1)
+    smooth = torch.exp(-0.5 * (distance / sigma_px) ** 2) * (distance.abs() <= radius)
+    smooth = smooth / torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / sigma_px) ** 2).sum()
+    field = (field.reshape(-1, 28) @ smooth).view(-1, 28, 28).transpose(1, 2)
+    field = (field.reshape(-1, 28) @ smooth).view(-1, 28, 28).transpose(1, 2)
+    return (field * alpha_px * 2 / 28).view(n, 2, 28, 28).permute(0, 2, 3, 1)
 
 
 def dilate(images: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,7 @@ def fit(
         made = outliers.made(MADE_POOL, x_all.cpu(), generator).to(device)  # the digits already converted to floats
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
+    augment = None if recipe.augmentation is None else recipe.augmentation.sampler(generator)
     for epoch in range(1, recipe.epochs + 1):
         net.train()
         total, seen = 0.0, 0
@@ -145,8 +146,8 @@ def fit(
             if recipe.abstains:
                 assert others is not None
                 x, y = _with_outliers(recipe, x, y, others, made, generator)
-            if recipe.augmentation is not None:
-                x = recipe.augmentation(x, generator)
+            if augment is not None:
+                x = augment(x)
             loss = loss_fn(recipe.loss, net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

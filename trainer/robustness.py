@@ -1,16 +1,19 @@
-"""Fixed, seedless distortions of the test split: how the model holds up to real-world handwriting."""
+"""Fixed distortions of the test split (the random ones from their own seeds): how the model holds up
+to real-world handwriting."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from trainer.augment import dilate, erode
+from trainer.augment import dilate, elastic_offsets, erode
 from trainer.data import Split
 from trainer.loop import evaluate
 from trainer.recipes import Loss
+from trainer.redraw import redrawn
 
 Distortion = Callable[[torch.Tensor], torch.Tensor]  # (N, 1, 28, 28) floats → same shape
 
@@ -31,6 +34,31 @@ def _zoom(factor: float) -> Distortion:
     return apply
 
 
+def _rotate(degrees: float) -> Distortion:
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(len(x), 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False)
+
+    return apply
+
+
+ELASTIC_SEED = 20261203
+
+
+def _elastic(x: torch.Tensor) -> torch.Tensor:
+    # Simard et al.'s strength, from a seed of its own.
+    offsets = elastic_offsets(len(x), 34.0, 4.0, torch.Generator().manual_seed(ELASTIC_SEED))
+    identity = F.affine_grid(torch.eye(2, 3).expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, identity + offsets, align_corners=False)
+
+
+def _mouse(x: torch.Tensor) -> torch.Tensor:
+    pixels = x.mul(255).round().to(torch.uint8).reshape(-1, 784).numpy()
+    return torch.from_numpy(redrawn(pixels)).float().div(255).reshape(x.shape)
+
+
 def _thin(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (x + erode(x))  # a full 3×3 erosion erases most MNIST strokes; half of it thins them
 
@@ -41,6 +69,11 @@ DISTORTIONS: dict[str, Distortion] = {
     "zoom_in": _zoom(1.15),
     "thick": dilate,
     "thin": _thin,
+    # Turned left (anticlockwise as seen) and right by 15°.
+    "rotate_left_15": _rotate(15.0),
+    "rotate_right_15": _rotate(-15.0),
+    "elastic": _elastic,
+    "mouse": _mouse,  # re-drawn as a person draws with a mouse on the page (trainer/redraw.py)
 }
 
 

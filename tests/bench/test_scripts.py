@@ -221,3 +221,34 @@ def test_balancer_bench_measures_envoy_beside_the_direct_path(mnist_dir: str, tm
     ratio = re.search(r"one image p50 ×([\d.]+) ", done.stdout)
     assert ratio, done.stdout
     assert float(ratio.group(1)) == pytest.approx(medians["envoy"] / medians["direct"], abs=0.006)
+
+
+def test_train_bench_spread_prints_a_row_per_run_and_each_targets_spread(mnist_dir: str, tmp_path: Path) -> None:
+    flags = ("--seeds", "0", "--threads", "1", "--kernels", "default", "--epochs", "1")
+    done = bench("train", tmp_path, "--spread", *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs, _, over = done.stdout.partition("\nOver the 1 runs:")
+    [row] = table(runs)
+    assert (row["seed"], row["threads"], row["kernel"]) == ("0", "1", "default")
+    errors = int(row["errors"])
+    figures = {line["figure"]: line for line in table(over)}
+    assert {"errors", "test_accepted_accuracy", "robust_rejected_mouse", "made_rejected_share", "wall"} <= set(figures)
+    assert figures["errors"]["min"] == figures["errors"]["max"] == str(errors)  # one run: its own figures
+    assert figures["wall"]["median"] == row["`python -m trainer`"]
+    assert {line["met"] for line in figures.values()} <= {"yes", "no"}
+
+
+def test_variants_bench_prints_a_row_per_variant(mnist_dir: str, tmp_path: Path) -> None:
+    done = bench("variants", tmp_path, "--variants", "default,16-epochs-clean", "--seeds", "0", "--epochs", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table(done.stdout)
+    assert [row["variant"] for row in rows] == ["default", "16-epochs-clean"]
+    for row in rows:
+        assert 0 <= int(row["errors"]) <= 2038 and 0 <= int(row["drawn non-digits taken"]) <= 20
+        for column in ("3s/7s rejected", "mouse-drawn", "other digits accepted", "made rejected"):
+            assert 0 <= number(row[column], "%") <= 100, column
+        assert number(row["training"], " s") > 0
+    listed = bench("variants", tmp_path, "--list")
+    assert listed.returncode == 0 and listed.stdout.startswith("16-epochs-clean: ")
+    unknown = bench("variants", tmp_path, "--variants", "resnet")
+    assert unknown.returncode == 2 and "unknown variants ['resnet']" in unknown.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
-from trainer.augment import Augmentation, dilate, erode
+from trainer.augment import Augmentation, dilate, elastic_offsets, erode
 
 
 def test_augmentation_keeps_shape_range_and_is_seeded() -> None:
@@ -22,3 +24,39 @@ def test_dilation_and_erosion_equal_torch_max_pooling() -> None:
     x = torch.rand(8, 1, 28, 28)
     assert torch.equal(dilate(x), F.max_pool2d(x, 3, stride=1, padding=1))
     assert torch.equal(erode(x), -F.max_pool2d(-x, 3, stride=1, padding=1))  # borders included
+
+
+def _augmented_ink(aug: Augmentation, n: int = 64) -> torch.Tensor:
+    x = torch.zeros(n, 784)
+    x[:, 14 * 28 + 14] = 1.0  # one lit pixel in the middle of each image
+    return aug(x, torch.Generator().manual_seed(1)).reshape(n, 28, 28).sum((1, 2))
+
+
+def test_strokes_thicken_past_one_dilation_only_when_asked() -> None:
+    still = {"shift_px": 0.0, "scale": 0.0, "rotate_deg": 0.0, "thinner": 0.0}
+    once, twice = _augmented_ink(Augmentation(**still, thicker=1.0)), _augmented_ink(Augmentation(**still, thicker=2.0))
+    assert float(once.max()) <= 9 + 1e-4  # no further than one dilation reaches
+    assert float(twice.max()) > 9 + 1e-4 and float(twice.max()) <= 25 + 1e-4  # towards a second, never past it
+    assert float(twice.min()) >= 1 - 1e-4  # thickening only: no stroke lost
+
+
+def test_a_run_draws_its_elastic_fields_once_and_each_image_takes_one() -> None:
+    still = Augmentation(shift_px=0.0, scale=0.0, rotate_deg=0.0, thinner=0.0, thicker=0.0)
+    x = torch.rand(4, 784)
+    assert torch.allclose(still(x, torch.Generator()), x, atol=1e-5)  # nothing asked, nothing moved
+    wobbly = Augmentation(**{**still.__dict__, "elastic_px": 34.0})
+    augment = wobbly.sampler(torch.Generator().manual_seed(0), pool=2)
+    batches = [augment(x) for _ in range(3)]
+    assert not torch.allclose(batches[0], x, atol=1e-2)
+    # Two fields in the pool: over three batches of four, some image meets the same field twice.
+    assert any(torch.equal(a[i], b[i]) for a, b in itertools.pairwise(batches) for i in range(4))
+
+
+def test_elastic_distortion_moves_strokes_by_a_seeded_smooth_field() -> None:
+    offsets = elastic_offsets(8, 34.0, 4.0, torch.Generator().manual_seed(0))
+    assert offsets.shape == (8, 28, 28, 2)
+    assert torch.equal(offsets, elastic_offsets(8, 34.0, 4.0, torch.Generator().manual_seed(0)))
+    pixels = offsets * 14  # grid_sample's units to pixels
+    assert 0.3 < float(pixels.std()) < 4.0  # Simard's strength: a pixel or so, not the whole square
+    neighbours = (pixels[:, 1:] - pixels[:, :-1]).abs().mean()
+    assert float(neighbours) < 0.25 * float(pixels.abs().mean())  # smooth: neighbours move together

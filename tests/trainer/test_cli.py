@@ -58,11 +58,10 @@ def test_default_recipe_trains_registers_and_prints_a_summary(default_run: Defau
     assert summary.startswith("run ") and "· cnn ·" in summary
     assert "mnist-3v7 version 1 · @champion moved: no version held @champion" in summary
     errors = int(summary.split("% (")[1].split(" errors")[0])
-    # The same seed lands on a different model on another CPU's kernels: the default recipe made 1 to 4
-    # errors over seeds 0-2, torch on 1 and 2 threads, ATEN_CPU_CAPABILITY default, avx2 and avx512
-    # (bench/README.md). This guards against a recipe that stops learning, with room for that spread,
-    # not against one unlucky kernel; what the recipe reaches is measured by bench.train.
-    assert errors <= 6, summary  # ≥ 99.7% of the 2038 test images
+    # The same seed lands on a different model under another CPU's kernels or thread count. The guard
+    # sits above the most errors any run of bench.train --spread made, with AVX-512 and without
+    # (bench/README.md); it catches a recipe that stops learning, not one unlucky kernel.
+    assert errors <= 4, summary
     assert "% of 3s/7s rejected" in summary and "% of other digits accepted" in summary
     assert (default_run.folder / "mlflow.db").exists()
 
@@ -129,7 +128,11 @@ def test_mlp_run_logs_everything_and_registers(
     assert r.data.metrics["test_errors"] == round((1 - r.data.metrics["test_accuracy"]) * 2038)
     assert r.data.metrics["val_accuracy"] == result.metrics["val_accuracy"]  # the last epoch's point
     assert {k for k in r.data.metrics if k.startswith("robust_accuracy_")} == {
-        f"robust_accuracy_{name}" for name in ("shift_3x2", "zoom_out", "zoom_in", "thick", "thin")
+        f"robust_accuracy_{name}"
+        for name in (
+            *("shift_3x2", "zoom_out", "zoom_in", "thick", "thin"),
+            *("rotate_left_15", "rotate_right_15", "elastic", "mouse"),
+        )
     }
     figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
     assert figures == {f"figures/{n}.png" for n in ("loss_curves", "weights", "confusion_matrix", "misclassified")}

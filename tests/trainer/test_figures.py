@@ -96,7 +96,8 @@ def test_a_run_draws_four_figures_and_the_neither_one_when_the_network_abstains(
     assert list(plain) == ["loss_curves.png", "weights.png", "confusion_matrix.png", "misclassified.png"]
     assert plain["weights.png"].get_suptitle() == "mlp: learned first-layer weights"
 
-    scores = Scores(rng.random(50), rng.random(64), rng.random(70), rng.integers(0, 2, 70), {"noise": rng.random(20)})
+    made = {"noise": rng.random(20)}
+    scores = Scores(rng.random(50), rng.random(50), rng.random(64), rng.random(70), rng.integers(0, 2, 70), made)
     accepted = {"digit 0": 0.02, "digit 1": 0.0, "noise": 0.1}
     drawn = figures.for_run("cnn", history, CNN(abstains=True), test, evaluation, Report(0.9, {}, scores, accepted))
     assert list(drawn) == [*plain, "neither_scores.png"]

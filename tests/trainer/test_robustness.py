@@ -38,6 +38,28 @@ def test_thick_dilates_and_thin_goes_half_way_to_erosion() -> None:
         assert torch.equal(distorted(images, name), reference), name
 
 
+def _vertical_bar() -> torch.Tensor:
+    image = torch.zeros(28, 28, dtype=torch.uint8)
+    image[4:24, 13:15] = 255
+    return image.reshape(1, 784)
+
+
+def test_a_rotation_turns_the_way_its_name_says() -> None:
+    for name, top_moves in (("rotate_left_15", -1), ("rotate_right_15", 1)):
+        turned = distorted(_vertical_bar(), name).reshape(28, 28).float()
+        columns = torch.arange(28.0)
+        top = float((turned[4:9] * columns).sum() / turned[4:9].sum())
+        bottom = float((turned[19:24] * columns).sum() / turned[19:24].sum())
+        assert (top - bottom) * top_moves > 2, name  # anticlockwise as seen: the top goes left
+
+
+def test_elastic_and_mouse_distortions_are_the_same_every_run() -> None:
+    images = torch.zeros(3, 784, dtype=torch.uint8)
+    images[:, 200:500:3] = 255
+    for name in ("elastic", "mouse"):
+        assert torch.equal(distorted(images, name), distorted(images, name)), name
+
+
 @pytest.mark.parametrize("name", sorted(DISTORTIONS))
 def test_every_distortion_keeps_uint8_images_of_the_same_shape(name: str) -> None:
     images = torch.randint(0, 256, (4, 784), dtype=torch.uint8)

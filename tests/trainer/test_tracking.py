@@ -72,4 +72,4 @@ def test_params_flatten_the_recipe_and_its_augmentation(tracking_uri: str) -> No
     with RunLog("mnist37", "params") as log:
         log.params(params)
     logged = MlflowClient().get_run(log.run_id).data.params
-    assert logged["augment_rotate_deg"] == "10.0" and logged["epochs"] == "16"
+    assert logged["augment_rotate_deg"] == "10.0" and logged["epochs"] == "24"

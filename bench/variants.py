@@ -1,0 +1,142 @@
+"""What a change to the default recipe buys: named variants of it, each trained with the trainer's own
+core (no MLflow) and measured on the figures a run logs, the 20 drawn non-digits beside them.
+
+Run: `python -m bench.variants [--variants default,16-epochs] [--seeds 0,1]` from the checkout; MNIST
+comes from $MNIST_DATA_DIR, else ./data. `--list` names the variants. See bench/README.md for the
+figures measured so far, and for why the variants that are not the default were not kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from trainer import neither, robustness
+from trainer.cli import final_metrics, pick_device
+from trainer.config import parse_config
+from trainer.data import load_dataset
+from trainer.loop import logits_of, train
+from trainer.recipes import DEFAULT_RECIPE, RECIPES, Recipe
+
+
+@dataclass(frozen=True)
+class Variant:
+    about: str
+    change: Callable[[Recipe], Recipe]
+    clean_calibration: bool = False  # the threshold from the clean validation digits alone, as before
+
+
+def _augmented(**settings: float) -> Callable[[Recipe], Recipe]:
+    def change(recipe: Recipe) -> Recipe:
+        assert recipe.augmentation is not None
+        return replace(recipe, augmentation=replace(recipe.augmentation, **settings))
+
+    return change
+
+
+def _keep(recipe: Recipe) -> Recipe:
+    return recipe
+
+
+WIDE = {"shift_px": 3.0, "rotate_deg": 15.0, "thicker": 1.5, "elastic_px": 34.0}
+VARIANTS: dict[str, Variant] = {
+    "16-epochs-clean": Variant(
+        "16 epochs, threshold from clean validation digits (the default until 2026-12-03)",
+        lambda r: replace(r, epochs=16),
+        clean_calibration=True,
+    ),
+    "16-epochs": Variant("16 epochs", lambda r: replace(r, epochs=16)),
+    "default": Variant("the default: 24 epochs, threshold from validation digits as drawn and varied", _keep),
+    "shift-3": Variant("default, shifts up to ±3 px", _augmented(shift_px=3.0)),
+    "thicker": Variant("default, strokes up to one full dilation thicker", _augmented(thicker=1.0)),
+    "wide": Variant(
+        "default, shift ±3 px, rotation ±15°, up to 1.5 dilations thicker, elastic (34, 4)", _augmented(**WIDE)
+    ),
+}
+
+
+def measure(variant: Variant, seed: int, epochs: int | None = None) -> dict[str, float]:
+    """One variant trained on one seed (for `epochs`, if given): the run's metrics, the drawn
+    non-digits taken for a 3 or a 7, and the training time."""
+    from tests.trainer.unseen import non_digits
+
+    config = parse_config(["--seed", str(seed)])
+    recipe = variant.change(RECIPES[DEFAULT_RECIPE])
+    recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
+    device = pick_device(config.device)
+    data = load_dataset(config.data_dir, seed, download=config.download)
+    start = time.perf_counter()
+    net = train(recipe, data, device, seed)
+    seconds = time.perf_counter() - start
+    test, report, metrics = final_metrics(net, data, recipe, device)
+    assert report is not None, f"{recipe.name} does not abstain"
+    if variant.clean_calibration:
+        right = (test.p_three.numpy() >= 0.5) == (data.test.labels.numpy() == 1)
+        report = neither.judged(report.scores, neither.calibrate(report.scores.val), right)
+        metrics |= report.metrics
+        metrics |= robustness.accuracies(net, data.test, recipe.loss, device, report.threshold)
+    threshold = report.threshold
+    drawn = torch.from_numpy(np.stack(list(non_digits().values())))
+    scores = torch.sigmoid(logits_of(net, drawn, device)[:, 1]).numpy()
+    return metrics | {"non_digits_taken": float(np.sum(scores <= threshold)), "train_seconds": seconds}
+
+
+COLUMNS = ["shift_3x2", "thick", "elastic", "mouse"]  # the distortions turned away most; the rest in one column
+
+
+def row(name: str, seeds: list[int], runs: list[dict[str, float]]) -> str:
+    def median(key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    rest = [name for name in robustness.DISTORTIONS if name not in COLUMNS]
+    worst_rest = max(rest, key=lambda d: median(f"robust_rejected_{d}"))
+    cells = [
+        name,
+        ", ".join(map(str, seeds)),
+        ", ".join(str(int(run["test_errors"])) for run in runs),
+        f"{100 * min(run['test_accepted_accuracy'] for run in runs):.2f}%",
+        f"{100 * median('test_rejected_share'):.2f}%",
+        *(f"{100 * median(f'robust_rejected_{d}'):.2f}%" for d in COLUMNS),
+        f"{100 * median(f'robust_rejected_{worst_rest}'):.2f}% ({worst_rest})",
+        f"{100 * median('test_others_accepted_share'):.2f}%",
+        f"{100 * median('made_rejected_share'):.2f}%",
+        ", ".join(str(int(run["non_digits_taken"])) for run in runs),
+        f"{median('train_seconds'):.1f} s",
+    ]
+    return f"| {' | '.join(cells)} |"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants (default: all)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; medians across them (default: 0)")
+    p.add_argument("--epochs", type=int, help="train every variant this many epochs, to check the script quickly")
+    p.add_argument("--list", action="store_true", help="name each variant and what it changes, then stop")
+    args = p.parse_args()
+    if args.list:
+        for name, variant in VARIANTS.items():
+            print(f"{name}: {variant.about}")
+        return
+    names = args.variants.split(",")
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    print(
+        "| variant | seeds | errors | right of accepted (min) | 3s/7s rejected | shifted rejected | thickened "
+        "| elastic | mouse-drawn | worst other distortion | other digits accepted | made rejected "
+        "| drawn non-digits taken | training |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in names:
+        print(row(name, seeds, [measure(VARIANTS[name], seed, args.epochs) for seed in seeds]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
