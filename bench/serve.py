@@ -1,6 +1,7 @@
 """Serving speed over real gRPC and REST, measured with the unmodified `tritonclient` (Open Inference Protocol v2).
 
-Run: `python -m bench.serve [--recipe article-fixed] [--mlserver PATH] [--seconds 2] [--json PATH] [--png PATH]`
+Run: `python -m bench.serve [--recipe article-fixed] [--mlserver PATH] [--seconds 2] [--json PATH] [--png PATH]
+[--shadow-only]`
 from the checkout; MNIST comes from $MNIST_DATA_DIR, else ./data, as for `python -m trainer`.
 
 Trains a model into a temporary SQLite registry (and a second version, seed 1, for the alias switch),
@@ -20,8 +21,10 @@ alias switch under load moves @champion between the two versions on a second `py
 polling every --poll-seconds. Over REST, the service and MLServer are measured again with the unmodified
 `tritonclient.http`, tensors as binary data and as JSON (bench.rest), beside a REST floor (bench.http_floor:
 aiohttp parsing each request's JSON and answering a fixed response): one image at a time, 32 clients,
-and one client sending 1024-image messages. Every figure is printed with its ratio to the echo floor and to MLServer,
-then the targets, each with its ratio from this run and pass or fail.
+and one client sending 1024-image messages. The shadow's cost (bench.shadow): the service with the
+second version in shadow and without, one image at a time and from 32 clients. Every figure is
+printed with its ratio to the echo floor and to MLServer, then the targets, each with its ratio
+from this run and pass or fail.
 Clients are threads of this process; client and servers share this machine's cores, for all alike,
 and the echo floor's requests/s is the most this client can send.
 """
@@ -52,6 +55,7 @@ from bench.load import Dial, RawClient, TritonClient, batch_sweep, concurrency_s
 from bench.plot import draw
 from bench.report import NAMES, Figures, print_report, print_targets, targets
 from bench.rest import FLOOR, RestFigures, measure_rest, print_rest, rest_targets
+from bench.shadow import CHALLENGER, ShadowCost, measure_shadow, print_shadow, shadow_parameters, shadow_targets
 from bench.switch import alias_switch
 from trainer.config import DEFAULT_ALIAS as ALIAS
 from trainer.config import DEFAULT_MODEL_NAME as MODEL
@@ -168,6 +172,26 @@ def service(uri: str, extra: list[str], http_port: int = 0) -> tuple[list[str], 
     return [sys.executable, "-m", "service", "--host", "127.0.0.1", *extra], env, port
 
 
+def shadow_run(uri: str, challenger: str, images: np.ndarray, args: argparse.Namespace) -> ShadowCost:
+    """The service without a shadow and with `challenger` in shadow, both running, measured in turn."""
+    MlflowClient(uri).set_registered_model_alias(MODEL, CHALLENGER, challenger)
+
+    @contextmanager
+    def servers() -> Iterator[tuple[Dial, Dial, int]]:
+        argv, env, port = service(uri, [])
+        http = free_port()
+        shadowed, shadowed_env, shadowed_port = service(uri, ["--shadow-alias", CHALLENGER], http_port=http)
+        loaded = model_ready(shadowed_port)
+
+        def shadow_ready() -> bool:
+            return loaded() and shadow_parameters(http).get("shadow_version") == challenger
+
+        with started(argv, env, model_ready(port), REPO), started(shadowed, shadowed_env, shadow_ready, REPO):
+            yield triton_at(port), triton_at(shadowed_port), http
+
+    return measure_shadow(servers, images, args.calls, args.seconds)
+
+
 def model_alone(store: Path, uri: str, version: str, args: argparse.Namespace) -> dict[str, float]:
     argv = [sys.executable, "-m", "bench.model_alone", uri, version, str(store / "images.npy")]
     argv += ["--calls", str(args.calls), "--seconds", str(args.seconds)]
@@ -193,6 +217,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mlserver", help="path to an `mlserver` executable to compare against (default: none)")
     p.add_argument("--json", type=Path, help="write every figure to this JSON file (default: none)")
     p.add_argument(
+        "--shadow-only", action="store_true", help="measure only the shadow's cost, with and without (default: all)"
+    )
+    p.add_argument(
         "--png", type=Path, default=REPO / "bench" / "serve.png", help="sweeps drawn (default: bench/serve.png)"
     )
     return p.parse_args()
@@ -211,6 +238,11 @@ def main() -> None:
         uri, version = train(store, args.recipe, seed=0, epochs=epochs)
         _, other = train(store, args.recipe, seed=1, epochs=epochs)
         MlflowClient(uri).set_registered_model_alias(MODEL, ALIAS, version)  # seed 1 may have been promoted
+        if args.shadow_only:
+            shadow = shadow_run(uri, other, images, args)
+            print_shadow(shadow)
+            print_targets(shadow_targets(shadow))
+            return
         alone = model_alone(store, uri, version, args)
         servers = {
             "echo": floor("echo", images, args),
@@ -229,14 +261,16 @@ def main() -> None:
             rest["mnist37"] = measure_rest(http, images, args.calls, args.seconds)
         if args.mlserver:
             servers["mlserver"], rest["mlserver"] = run_mlserver(args.mlserver, store, uri, version, images, args)
+        shadow = shadow_run(uri, other, images, args)
         argv, env, port = service(uri, ["--poll-seconds", args.poll_seconds])
         with started(argv, env, model_ready(port), REPO):
             switch = alias_switch(
                 triton_at(port), images, uri, (version, other), SWITCH_CLIENTS, args.switches, args.seconds
             )
-    checks = targets(args.recipe, servers, alone, switch) + rest_targets(rest)
+    checks = targets(args.recipe, servers, alone, switch) + rest_targets(rest) + shadow_targets(shadow)
     print_report(servers, alone, switch)
     print_rest(rest, NAMES)
+    print_shadow(shadow)
     print_targets(checks)
     load_end = os.getloadavg()[0]
     print(f"\nload average {load_end:.2f} at the end")
@@ -255,6 +289,7 @@ def main() -> None:
                 for key, modes in rest.items()
             },
             "alias_switch": asdict(switch),
+            "shadow": asdict(shadow),
             "targets": [asdict(check) for check in checks],
         }
         args.json.write_text(json.dumps(results, indent=2) + "\n")

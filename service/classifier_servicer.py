@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 
+from service.answering import Answerer
 from service.errors import InvalidInputError
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from service.pixels import check_batch_size, decoded, from_floats, from_uint8, packed_floats
-from service.predictor import ModelSource, Predictions, RunForward, predict_digits, require_model
+from service.predictor import ModelSource, Predictions, require_model
 
 
 def image_array(image: pb.Image, what: str) -> np.ndarray:
@@ -40,9 +41,9 @@ def _messages(predictions: Predictions) -> list[pb.Prediction]:
 class ClassifierServicer(pb_grpc.ClassifierServicer):
     """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
 
-    def __init__(self, models: ModelSource, forward: RunForward, max_batch: int, replica: str = "") -> None:
+    def __init__(self, models: ModelSource, answers: Answerer, max_batch: int, replica: str = "") -> None:
         self._models = models
-        self._forward = forward
+        self._answers = answers
         self._max_batch = max_batch
         self._replica = replica
 
@@ -50,7 +51,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ClassifyResponse:
         images = image_array(request.image, "image")
-        predictions = await predict_digits(self._forward, require_model(self._models), images)
+        predictions = await self._answers(require_model(self._models), images)
         return pb.ClassifyResponse(prediction=_messages(predictions)[0], request_id=request.request_id)
 
     async def ClassifyBatch(
@@ -64,7 +65,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
             lambda: np.concatenate([image_array(im, f"images[{i}]") for i, im in enumerate(request.images)]),
         )
         model = require_model(self._models)  # one version for all
-        predictions = await predict_digits(self._forward, model, images)
+        predictions = await self._answers(model, images)
         return pb.ClassifyBatchResponse(predictions=_messages(predictions), model_version=predictions.version)
 
     async def ClassifyStream(
@@ -76,7 +77,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         async for request in request_iterator:
             images = image_array(request.image, f"message {i}: image")
             # Each message is answered by the version served when it arrives.
-            predictions = await predict_digits(self._forward, require_model(self._models), images)
+            predictions = await self._answers(require_model(self._models), images)
             yield pb.ClassifyResponse(prediction=_messages(predictions)[0], request_id=request.request_id)
             i += 1
 
@@ -96,7 +97,20 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         info.loaded_at.FromDatetime(model.loaded_at)
         if model.ood_threshold is not None:
             info.can_abstain, info.ood_threshold = True, model.ood_threshold
+        if model.expected_neither_share is not None:
+            info.expected_neither_share = model.expected_neither_share
         refusal = self._models.refusal()
         if refusal is not None:
             info.refused_version, info.refused_reason = refusal.version, refusal.reason
+        shadow = self._answers.shadow_status(model)
+        if shadow is not None:
+            info.shadow.CopyFrom(
+                pb.Shadow(
+                    alias=shadow.alias,
+                    version=shadow.version,
+                    compared=shadow.compared,
+                    agreement=shadow.agreement,
+                    dropped=shadow.dropped,
+                )
+            )
         return info

@@ -46,6 +46,10 @@ class ServiceConfig:
     tls_key: str = ""
     tls_client_ca: str = ""
     token_file: str = ""
+    # A second alias whose version answers the same images after the champion, only into the metrics.
+    shadow_alias: str = ""
+    shadow_share: float = 1.0  # of calls the shadow answers too
+    shadow_queue_images: int = 1024  # images waiting for the shadow; past it, a call's are dropped (and counted)
 
 
 # setting → (flag, environment variable, type, what it does)
@@ -101,6 +105,19 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     "tls_key": ("--tls-key", "GRPC_TLS_KEY", str, "PEM private key of --tls-cert"),
     "tls_client_ca": ("--tls-client-ca", "GRPC_TLS_CLIENT_CA", str, "PEM CA; when set, clients need a certificate"),
     "token_file": ("--token-file", "GRPC_TOKEN_FILE", str, "file holding a bearer token every call must send"),
+    "shadow_alias": (
+        "--shadow-alias",
+        "SHADOW_ALIAS",
+        str,
+        "a second alias (challenger) whose version answers calls' images after the served one, into the metrics only",
+    ),
+    "shadow_share": ("--shadow-share", "SHADOW_SHARE", float, "share of calls the shadow answers too, 0..1"),
+    "shadow_queue_images": (
+        "--shadow-queue-images",
+        "SHADOW_QUEUE_IMAGES",
+        int,
+        "images that may wait for the shadow; a call's that do not fit are dropped and counted",
+    ),
 }
 _DEFAULTS = {f.name: f.default for f in fields(ServiceConfig)}
 
@@ -133,9 +150,14 @@ def _check(config: ServiceConfig, source: dict[str, str]) -> None:
     for name in ("port", "http_port"):
         if not 0 <= getattr(config, name) <= 65535:
             raise ConfigError(f"{source[name]}: expected 0..65535, got {getattr(config, name)}")
-    for name in ("poll_seconds", "max_batch", "max_streams", "max_in_flight", "http_idle_seconds", "http_read_seconds"):
+    positive = ("poll_seconds", "max_batch", "max_streams", "max_in_flight", "http_idle_seconds", "http_read_seconds")
+    for name in (*positive, "shadow_queue_images"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{source[name]}: expected a positive number, got {getattr(config, name)}")
+    if config.shadow_share > 1:
+        raise ConfigError(f"{source['shadow_share']}: expected a share from 0 to 1, got {config.shadow_share}")
+    if config.shadow_alias and config.shadow_alias == config.alias:
+        raise ConfigError(f"{source['shadow_alias']}: expected an alias other than the served one, {config.alias}")
     if bool(config.tls_cert) != bool(config.tls_key):
         missing = "tls_key" if config.tls_cert else "tls_cert"
         raise ConfigError(f"{source[missing]}: TLS needs both a certificate and its key")

@@ -35,15 +35,21 @@ class RegistryFollower:
         config: ServiceConfig,
         on_change: Callable[[ServedModel], None] = lambda model: None,
         on_refusal: Callable[[Refusal | None], None] = lambda refusal: None,
+        alias: str = "",
+        repeat_warnings: bool = True,
     ) -> None:
         self._config = config
+        self.alias = alias or config.alias  # the champion's, or the shadow's
+        # A shadow alias that holds no version yet is the usual state, not a fault: its follower
+        # warns once per distinct problem instead of at every retry.
+        self._repeat_warnings = repeat_warnings
         self._client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
         self._on_change = on_change
         self._on_refusal = on_refusal
         self._current: ServedModel | None = None  # replaced whole: readers never see half a swap
         self._refused: dict[str, str] = {}  # version → why; only for causes a retry cannot change
         self._refusal: Refusal | None = None
-        self._where = f"{config.model_name}@{config.alias} in {config.tracking_uri}"
+        self._where = f"{config.model_name}@{self.alias} in {config.tracking_uri}"
         self._problem = f"no model loaded yet: still looking up {self._where} for the first time"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,7 +70,14 @@ class RegistryFollower:
         self._set_refusal(Refusal(version, reason))
         self._problem = f"no model loaded yet: version {version} of {self._config.model_name} was refused: {reason}"
         served = self._current.version if self._current else "nothing"
-        logger.error("refused version %s of %s: %s; still serving %s", version, self._config.model_name, reason, served)
+        logger.error(
+            "refused version %s of %s@%s: %s; still serving %s",
+            version,
+            self._config.model_name,
+            self.alias,
+            reason,
+            served,
+        )
 
     def _set_refusal(self, refusal: Refusal | None) -> None:
         if refusal != self._refusal:
@@ -78,7 +91,7 @@ class RegistryFollower:
         and tries again; a version refused for its content is not tried again."""
         name = self._config.model_name
         try:
-            target: ModelVersion = self._client.get_model_version_by_alias(name, self._config.alias)
+            target: ModelVersion = self._client.get_model_version_by_alias(name, self.alias)
         except Exception as err:  # registry down, model or alias missing: keep serving what we have
             self._problem = f"no model loaded yet: cannot resolve {self._where}: {first_line(err)}"
             raise
@@ -109,7 +122,7 @@ class RegistryFollower:
         tags = target.tags or {}
         model = ServedModel(
             name=self._config.model_name,
-            alias=self._config.alias,
+            alias=self.alias,
             version=version,
             run_id=target.run_id or "",
             test_accuracy=float(tags.get("test_accuracy", "nan")),
@@ -117,37 +130,53 @@ class RegistryFollower:
             loaded_at=datetime.now(UTC),
             predict=predict,
             ood_threshold=threshold,
+            expected_neither_share=self._expected_neither_share(target) if threshold is not None else None,
         )
         previous, self._current = self._current, model
         self._set_refusal(None)
         logger.info(
-            "serving version %s of %s (was %s)", version, model.name, previous.version if previous else "nothing"
+            "serving version %s of %s@%s (was %s)",
+            version,
+            model.name,
+            self.alias,
+            previous.version if previous else "nothing",
         )
         self._on_change(model)
 
+    def _expected_neither_share(self, target: ModelVersion) -> float | None:
+        """Its run's test_rejected_share; None when the run or the metric cannot be read, which only
+        leaves the live share without its yardstick."""
+        try:
+            share = (
+                self._client.get_run(target.run_id).data.metrics.get("test_rejected_share") if target.run_id else None
+            )
+        except Exception as err:
+            logger.warning("cannot read the run of version %s: %s", target.version, first_line(err))
+            return None
+        return None if share is None else float(share)
+
     def _run(self) -> None:
         failures = 0
+        warned = ""
         while not self._stop.is_set():
             try:
                 self.sync_once()
-                failures, delay = 0, self._config.poll_seconds
+                failures, delay, warned = 0, self._config.poll_seconds, ""
             except Exception as err:
                 # Back off quickly at first, up to the poll period: a transient fault is retried soon.
                 failures += 1
                 delay = min(0.5 * 2**failures, self._config.poll_seconds)
                 if self._current is None:
-                    logger.warning("%s; retrying in %.1fs", self._problem, delay)
+                    problem = self._problem
                 else:
-                    logger.warning(
-                        "registry poll failed (still serving version %s): %s; retrying in %.1fs",
-                        self._current.version,
-                        first_line(err),
-                        delay,
-                    )
+                    problem = f"registry poll failed (still serving version {self._current.version}): {first_line(err)}"
+                level = logging.WARNING if self._repeat_warnings or problem != warned else logging.DEBUG
+                logger.log(level, "%s; retrying in %.1fs", problem, delay)
+                warned = problem
             self._stop.wait(delay)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="registry-follower", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"registry-follower-{self.alias}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -89,6 +89,11 @@ class ForwardBatcher:
             self._drainer = loop.create_task(self._drain())
         return await job.answer
 
+    @property
+    def busy(self) -> bool:
+        """Whether a forward is running off the loop or calls wait for one: the shadow waits until not."""
+        return self._running
+
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
 

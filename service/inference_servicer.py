@@ -6,11 +6,12 @@ from importlib.metadata import version as package_version
 
 import grpc
 
+from service.answering import Answerer
 from service.errors import NotFoundError
 from service.generated.inference import grpc_predict_v2_pb2 as pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.pixels import PIXELS, decoded
-from service.predictor import ModelSource, RunForward, ServedModel, predict_digits, require_model
+from service.predictor import ModelSource, ServedModel, require_model
 from service.v2_tensors import INPUT, output_arrays, outputs_of, request_images, requested_outputs
 
 PLATFORM = "pytorch_torch_export"
@@ -31,10 +32,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
 
     def __init__(
-        self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int, replica: str = ""
+        self, models: ModelSource, answers: Answerer, model_name: str, max_batch: int, replica: str = ""
     ) -> None:
         self._models = models
-        self._forward = forward
+        self._answers = answers
         self._name = model_name
         self._max_batch = max_batch
         self._replica = replica
@@ -89,7 +90,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         model = require_model(self._models)  # the version checked is the version that answers
         _check_version(request.model_version, model)
         outputs = requested_outputs([o.name for o in request.outputs], model)
-        predictions = await predict_digits(self._forward, model, images)
+        predictions = await self._answers(model, images)
         arrays = output_arrays(predictions)
         datatypes = outputs_of(model)
         response = pb.ModelInferResponse(model_name=self._name, model_version=predictions.version, id=request.id)

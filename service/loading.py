@@ -14,6 +14,7 @@ import math
 import pickletools
 import re
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,11 @@ def _listing(store: ArtifactRepository) -> list[str]:
     return sorted(str(p) for p in paths)
 
 
+# torch.export.load sets a module-wide deserializer while it runs: two at once (the served alias's
+# follower and the shadow's, each on its own thread) fail with "_CURRENT_DESERIALIZER is already set".
+_EXPORT_LOAD = threading.Lock()
+
+
 def load_program(location: str, tracking_uri: str) -> Program:
     """Check the model files at `location` (a version's download URI) one by one, then load its pt2 program.
 
@@ -238,7 +244,8 @@ def load_program(location: str, tracking_uri: str) -> Program:
         program = Path(store.download_artifacts(PROGRAM, scratch))
         check_program(program)
         try:
-            module = torch.export.load(program).module()
+            with _EXPORT_LOAD:
+                module = torch.export.load(program).module()
         except Exception as err:
             raise ModelRefusedError(f"{PROGRAM} could not be loaded: {first_line(err)}") from None
     # The program's own guards still run inside its graph; the pre-call check of the inputs' tree only

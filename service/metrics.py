@@ -69,19 +69,29 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.served.labels(*self._labels).set(0)
+        self._refused: dict[str, tuple[str, ...]] = {}  # alias → the labels of its refusal, if any
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}
 
     def count_in_flight(self, calls: Callable[[], float]) -> None:
         """Read at each scrape, so that the calls' own path does no more than count."""
         self.in_flight.labels(self._labels[2]).set_function(calls)
 
-    def model_changed(self, model: ServedModel) -> None:
-        self.served.labels(*self._labels).set(float(model.version))
+    def following(self, alias: str) -> None:
+        """A second alias (the shadow's) is followed too: 0 until it has a version."""
+        self.served.labels(self._labels[0], alias, self._labels[2]).set(0)
 
-    def refusal_changed(self, refusal: Refusal | None) -> None:
-        self.refused.clear()
+    def model_changed(self, model: ServedModel) -> None:
+        self.served.labels(model.name, model.alias, self._labels[2]).set(float(model.version))
+
+    def refusal_changed(self, refusal: Refusal | None, alias: str = "") -> None:
+        alias = alias or self._labels[1]
+        previous = self._refused.pop(alias, None)
+        if previous is not None:
+            self.refused.remove(*previous)
         if refusal is not None:
-            self.refused.labels(*self._labels, refusal.reason[:200]).set(float(refusal.version))
+            labels = (self._labels[0], alias, self._labels[2], refusal.reason[:200])
+            self.refused.labels(*labels).set(float(refusal.version))
+            self._refused[alias] = labels
 
     def unknown_method(self) -> None:
         """A call to a method this server does not have: counted, but with no latency, since nothing ran."""

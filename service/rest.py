@@ -13,12 +13,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from service.answering import Answerer
 from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
 from service.metrics import ServiceMetrics
 from service.pixels import PIXELS, decoded
-from service.predictor import ModelSource, RunForward, ServedModel, predict_digits, require_model
+from service.predictor import ModelSource, ServedModel, require_model
 from service.rest_tensors import HEADER_LENGTH, infer_request, infer_response, split_body
 from service.v2_tensors import INPUT, outputs_of, requested_outputs
 
@@ -70,11 +71,11 @@ class RestApi:
     service's own exceptions and answered by the guard middleware."""
 
     def __init__(
-        self, models: ModelSource, forward: RunForward, model_name: str, max_batch: int, replica: str = ""
+        self, models: ModelSource, answers: Answerer, model_name: str, max_batch: int, replica: str = ""
     ) -> None:
         self._models = models
         self._replica = replica
-        self._forward = forward
+        self._answers = answers
         self._name = model_name
         self._max_batch = max_batch
 
@@ -126,10 +127,27 @@ class RestApi:
                 # Each input once, with one datatype (UINT8 is accepted too), as on gRPC.
                 "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, PIXELS]}],
                 "outputs": [{"name": n, "datatype": t, "shape": [-1]} for n, t in outputs_of(model).items()],
-                # The protocol's parameters are strings, numbers or booleans: no threshold, no key.
-                "parameters": {} if model.ood_threshold is None else {"ood_threshold": model.ood_threshold},
+                "parameters": self._parameters(model),
             }
         )
+
+    def _parameters(self, model: ServedModel) -> dict[str, str | float | int]:
+        """The protocol's parameters are strings, numbers or booleans: no key for what is not there."""
+        parameters: dict[str, str | float | int] = {}
+        if model.ood_threshold is not None:
+            parameters["ood_threshold"] = model.ood_threshold
+        if model.expected_neither_share is not None:
+            parameters["expected_neither_share"] = model.expected_neither_share
+        shadow = self._answers.shadow_status(model)
+        if shadow is not None:
+            parameters |= {
+                "shadow_alias": shadow.alias,
+                "shadow_version": shadow.version,
+                "shadow_compared": shadow.compared,
+                "shadow_agreement": shadow.agreement,
+                "shadow_dropped": shadow.dropped,
+            }
+        return parameters
 
     async def infer(self, request: web.Request) -> web.Response:
         self._check_name(request)  # a wrong model is named as such, whatever the body
@@ -146,7 +164,7 @@ class RestApi:
         )
         model = self._served(request)  # the version checked is the version that answers
         names = requested_outputs(parsed.outputs, model)
-        predictions = await predict_digits(self._forward, model, parsed.images)
+        predictions = await self._answers(model, parsed.images)
         payload, header_length = infer_response(
             parsed, names, outputs_of(model), self._name, predictions, self._replica
         )
@@ -271,7 +289,7 @@ class HttpGuard:
 def build_app(
     config: ServiceConfig,
     models: ModelSource,
-    forward: RunForward,
+    answers: Answerer,
     guard: CallGuard,
     metrics: ServiceMetrics,
     replica: str = "",
@@ -281,6 +299,6 @@ def build_app(
         middlewares=[HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins).handle],
         client_max_size=config.max_message_bytes,
     )
-    RestApi(models, forward, config.model_name, config.max_batch, replica).routes(app)
+    RestApi(models, answers, config.model_name, config.max_batch, replica).routes(app)
     page_routes(app, config.model_name)
     return app

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # type: ignore[attr-defined]
 from prometheus_client import start_http_server
 
+from service.answering import Answerer
 from service.calls import CallGuard
 from service.classifier_servicer import ClassifierServicer
 from service.config import ServiceConfig
@@ -29,9 +30,11 @@ from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as api_pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as api_grpc
 from service.inference_servicer import InferenceServicer
+from service.live import CHAMPION, SHADOW, LiveMetrics
 from service.metrics import ServiceMetrics
 from service.predictor import ServedModel
 from service.rest import build_app
+from service.shadow import Shadow
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ class Service:
         self.metrics = ServiceMetrics(config.model_name, config.alias, self.replica)
         self.forwards = ForwardBatcher(config.max_batch)
         self.follower = RegistryFollower(config, on_change=self._model_changed, on_refusal=self.metrics.refusal_changed)
+        self.live = LiveMetrics(self.metrics.registry, self.replica)
+        self.shadow_follower, self.shadow = self._shadow(config)
+        self.answers = Answerer(self.forwards, self.live, self.shadow)
         self.guard = CallGuard(
             self.metrics,
             config.max_in_flight,
@@ -73,10 +79,10 @@ class Service:
             ],
         )
         api_grpc.add_ClassifierServicer_to_server(
-            ClassifierServicer(self.follower, self.forwards, config.max_batch, self.replica), self.server
+            ClassifierServicer(self.follower, self.answers, config.max_batch, self.replica), self.server
         )
         v2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.follower, self.forwards, config.model_name, config.max_batch, self.replica),
+            InferenceServicer(self.follower, self.answers, config.model_name, config.max_batch, self.replica),
             self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -88,10 +94,33 @@ class Service:
         self.http_port = self._http_socket.getsockname()[1] if self._http_socket else 0
         self._config = config
 
+    def _shadow(self, config: ServiceConfig) -> tuple[RegistryFollower | None, Shadow | None]:
+        """The shadow alias's own follower, under the same loading rules, and the shadow it feeds;
+        neither with no shadow alias set. The shadow never touches health: it answers no one."""
+        if not config.shadow_alias:
+            return None, None
+        alias = config.shadow_alias
+        self.metrics.following(alias)
+
+        def changed(model: ServedModel) -> None:
+            self.metrics.model_changed(model)
+            self.live.serving(SHADOW, model)
+
+        follower = RegistryFollower(
+            config,
+            on_change=changed,
+            on_refusal=lambda refusal: self.metrics.refusal_changed(refusal, alias),
+            alias=alias,
+            repeat_warnings=False,
+        )
+        shadow = Shadow(alias, follower, self.forwards, self.live, config.shadow_share, config.shadow_queue_images)
+        return follower, shadow
+
     def _model_changed(self, model: ServedModel) -> None:
         """The follower's thread hands a new model's SERVING to the loop, where health's watchers live.
         Not waited for, so that a follower never hangs on a loop that is shutting down."""
         self.metrics.model_changed(model)
+        self.live.serving(CHAMPION, model)
         if not self._loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._set_health(health_pb2.HealthCheckResponse.SERVING), self._loop)
 
@@ -104,7 +133,7 @@ class Service:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         if self._http_socket is not None:
-            app = build_app(self._config, self.follower, self.forwards, self.guard, self.metrics, self.replica)
+            app = build_app(self._config, self.follower, self.answers, self.guard, self.metrics, self.replica)
             self._http = web.AppRunner(
                 app,
                 access_log=None,  # requests are counted in the metrics, not logged one by one
@@ -115,6 +144,8 @@ class Service:
             await web.SockSite(self._http, self._http_socket, ssl_context=_ssl_context(self._config)).start()
         if follow:
             self.follower.start()
+            if self.shadow_follower is not None:
+                self.shadow_follower.start()
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         """NOT_SERVING first; after `drain` seconds refuse new calls; in-flight ones finish within `grace`."""
@@ -123,6 +154,10 @@ class Service:
         await asyncio.sleep(drain)  # still answering, so health checks can observe NOT_SERVING
         await asyncio.gather(self.server.stop(grace - drain), self._stop_http())
         await asyncio.to_thread(self.follower.stop)  # it may be mid-poll
+        if self.shadow_follower is not None:
+            await asyncio.to_thread(self.shadow_follower.stop)
+        if self.shadow is not None:
+            self.shadow.close()
         self.forwards.close()
 
     async def _stop_http(self) -> None:
@@ -217,9 +252,10 @@ async def _serve(config: ServiceConfig) -> int:
         loop.add_signal_handler(signum, _stopping, signum, stop, config.grace_seconds)
     await service.start()
     logger.info(
-        "serving %s@%s from %s: gRPC on %s:%d, %s%s (%s)",
+        "serving %s@%s%s from %s: gRPC on %s:%d, %s%s (%s)",
         config.model_name,
         config.alias,
+        f" with @{config.shadow_alias} in shadow" if config.shadow_alias else "",
         config.tracking_uri,
         config.host,
         service.port,

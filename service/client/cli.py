@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.client.images import load_image, load_npy
 from service.client.mnist import load_test_split
+from service.client.watch import watch
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 
@@ -85,9 +86,20 @@ def info(channel: grpc.Channel, metadata: Metadata) -> int:
     print(f"model: {m.name}@{m.alias} version {m.version} ({m.recipe}, test accuracy {100 * m.test_accuracy:.2f}%)")
     print(f"run: {m.run_id}; loaded {loaded}Z")
     abstains = f"answers 'neither 3 nor 7' above an OOD score of {m.ood_threshold:.4g}"
+    if m.can_abstain and m.expected_neither_share:
+        abstains += f"; turned away {100 * m.expected_neither_share:.2f}% of genuine test 3s and 7s when trained"
     print(f"abstains: {abstains if m.can_abstain else 'no, this version cannot say neither 3 nor 7'}")
     if m.refused_version:
         print(f"refused: version {m.refused_version}: {m.refused_reason}")
+    if m.HasField("shadow"):
+        shadow = m.shadow
+        held = f"version {shadow.version}" if shadow.version else "no version served yet"
+        agreement = (
+            f"agrees on {100 * shadow.agreement:.2f}% of {shadow.compared} images"
+            if shadow.compared
+            else "nothing compared yet"
+        )
+        print(f"shadow: @{shadow.alias} {held}; {agreement}; {shadow.dropped} images dropped")
     return 0
 
 
@@ -109,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
     sub.add_parser("info", help="health and the model being served")
     sub.add_parser("health", help="print the health status; exit 0 only when SERVING")
+    watching = sub.add_parser(
+        "watch", help="each version's live answers, neither share and shadow agreement, from the metrics endpoints"
+    )
+    watching.add_argument(
+        "--metrics",
+        action="append",
+        help="a replica's Prometheus endpoint, repeatable, summed (default: http://localhost:9090/metrics)",
+    )
+    watching.add_argument("--every", type=float, default=2.0, help="seconds per line (default: 2)")
+    watching.add_argument("--seconds", type=float, help="stop after this long (default: at Ctrl-C)")
+    watching.add_argument("--png", type=Path, help="on stopping, draw the window watched to this PNG")
     return p
 
 
@@ -138,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return info(channel, metadata)
             if args.command == "health":
                 return health(channel)
+            if args.command == "watch":
+                urls = args.metrics or ["http://localhost:9090/metrics"]
+                return watch(urls, args.every, args.seconds, args.png)
             return classify(pb_grpc.ClassifierStub(channel), args, metadata)
         except grpc.RpcError as err:
             print(f"{args.target}: {err.code().name}: {err.details()}", file=sys.stderr)

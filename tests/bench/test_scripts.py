@@ -191,7 +191,22 @@ def test_serve_bench_measures_the_service(mnist_dir: str, tmp_path: Path) -> Non
             [by_server[NAME, mode]], by_server[rest_floor, mode], [c for c in rest[0] if c not in ("server", "tensors")]
         )
 
+    single = {row["shadow"]: figure(row["p50 single image"])[0] for row in found["Shadow"]}
+    assert set(single) == {"off", "on"} and min(single.values()) > 0
+    turns = found["Shadow under load"]  # the service without a shadow and with one, in short alternating turns
+    assert [row["shadow"] for row in turns] == ["off", "on", "on", "off"] * 3
+    shadow_p50 = targets["shadow on: one image p50 ≤ 1.1× off"]
+    assert float(shadow_p50["ratio"]) == pytest.approx(single["on"] / single["off"], rel=0.02)
+    rates = {mode: [figure(r["req/s, 32 clients"])[0] for r in turns if r["shadow"] == mode] for mode in ("off", "on")}
+    shadow_rps = targets["shadow on: 32 clients ≥ 0.9× off's req/s"]
+    assert float(shadow_rps["ratio"]) == pytest.approx(
+        statistics.median(rates["on"]) / statistics.median(rates["off"]), rel=0.02
+    )
+    compared = re.search(r"The shadow compared ([\d,]+) images", done.stdout)
+    assert compared and int(compared.group(1).replace(",", "")) > 0, "the shadow compared nothing"
+
     results = json.loads(json_path.read_text())
+    assert len(results["shadow"]["turns"]) == 12 and results["shadow"]["compared"] > 0
     assert set(results["rest"]["mnist37"]) == {"binary", "json"}
     assert f"{results['rest']['mnist37']['json']['p50_ms']:.3f} ms" == figure_text(
         by_server[NAME, "json"]["p50 single image"]

