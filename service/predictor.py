@@ -33,7 +33,7 @@ class ServedModel:
     predict: PredictFn
     # Scores above it mean "neither 3 nor 7"; None for a version that cannot abstain.
     ood_threshold: float | None = None
-    # The share of genuine test 3s and 7s its threshold turned away when it was trained (its run's
+    # The share of genuine test digits its threshold turned away when it was trained (its run's
     # test_rejected_share): what a live "neither" share is compared with. None: not recorded.
     expected_neither_share: float | None = None
 

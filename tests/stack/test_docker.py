@@ -322,7 +322,7 @@ def test_stack_builds_serves_switches_and_restarts(stack: tuple[Stack, Mlflow, P
             assert answer.returncode == 0 and "version 2" in answer.stdout and "version 1" not in answer.stdout
         info = _client("info")
         assert "shadow: @challenger version 1" in info.stdout, info.stdout
-        # Prometheus finds both replicas by DNS and scrapes them every 15 s.
+        # Prometheus finds both replicas by DNS and scrapes them on its own interval (deploy/prometheus/).
         up = lambda: [t for t in _prometheus("/api/v1/targets")["activeTargets"] if t["health"] == "up"]  # noqa: E731
         wait_until(lambda: len(up()) == 2, 90, "Prometheus scraping both replicas", every=2)
         compared = 'sum(mnist37_shadow_comparisons_total{champion="2",shadow="1"})'
