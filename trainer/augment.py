@@ -51,12 +51,11 @@ class Augmentation:
         n = images.shape[0]
         zoom = 1 + self._uniform(n, self.scale, generator)
         angle = self._uniform(n, math.radians(self.rotate_deg), generator)
-        # affine_grid works in [-1, 1] coordinates: one pixel is 2/28.
+        # The grid is in [-1, 1] coordinates: one pixel is 2/28.
         tx = self._uniform(n, self.shift_px * 2 / 28, generator)
         ty = self._uniform(n, self.shift_px * 2 / 28, generator)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-        grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+        grid = affine_grid(*(t.to(images.device) for t in (cos, sin, tx, ty)))
         if elastic is not None:
             grid = grid + elastic.to(images.device)
         return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
@@ -71,6 +70,19 @@ class Augmentation:
         if self.thicker > 1:
             thicker = thicker + (amount - 1).clamp(0, 1) * (dilate(once) - once)
         return torch.where(amount >= 0, thicker, images + amount.neg() * (erode(images) - images))
+
+
+# The centres of the 28 pixels along an axis in grid_sample's [-1, 1] units (align_corners=False).
+_CENTRES = (torch.arange(28.0) * 2 + 1) / 28 - 1
+
+
+def affine_grid(cos: torch.Tensor, sin: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    """F.affine_grid for 28×28 images and the rotation-and-zoom matrices [[cos, -sin, tx], [sin, cos,
+    ty]], each argument (N,): the (N, 28, 28, 2) sampling grid, written elementwise, because
+    affine_grid's batched product of tiny matrices is slow on the CPU."""
+    x, y = _CENTRES.to(cos.device).view(1, 1, 28), _CENTRES.to(cos.device).view(1, 28, 1)
+    cos, sin, tx, ty = (t.view(-1, 1, 1) for t in (cos, sin, tx, ty))
+    return torch.stack([cos * x - sin * y + tx, sin * x + cos * y + ty], -1)
 
 
 def elastic_offsets(n: int, alpha_px: float, sigma_px: float, generator: torch.Generator) -> torch.Tensor:

@@ -7,7 +7,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from trainer.augment import Augmentation, dilate, elastic_offsets, erode
+from trainer.augment import Augmentation, affine_grid, dilate, elastic_offsets, erode
 
 
 def test_augmentation_keeps_shape_range_and_is_seeded() -> None:
@@ -24,6 +24,16 @@ def test_dilation_and_erosion_equal_torch_max_pooling() -> None:
     x = torch.rand(8, 1, 28, 28)
     assert torch.equal(dilate(x), F.max_pool2d(x, 3, stride=1, padding=1))
     assert torch.equal(erode(x), -F.max_pool2d(-x, 3, stride=1, padding=1))  # borders included
+
+
+def test_affine_grid_equals_torch_affine_grid() -> None:
+    generator = torch.Generator().manual_seed(0)
+    angle, zoom = torch.rand(16, generator=generator) * 2 - 1, 0.8 + 0.4 * torch.rand(16, generator=generator)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    tx, ty = torch.rand(16, generator=generator) - 0.5, torch.rand(16, generator=generator) - 0.5
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    expected = F.affine_grid(theta, [16, 1, 28, 28], align_corners=False)
+    torch.testing.assert_close(affine_grid(cos, sin, tx, ty), expected, rtol=0, atol=1e-6)
 
 
 def _augmented_ink(aug: Augmentation, n: int = 64) -> torch.Tensor:
