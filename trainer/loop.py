@@ -82,10 +82,10 @@ def _with_outliers(
     made: torch.Tensor,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of 3s and 7s plus `recipe.outliers` as many outliers, labelled OUTLIER: two thirds
-    other MNIST digits (uint8), one third made images (floats)."""
+    """A batch of 3s and 7s plus `recipe.outliers` as many outliers, labelled OUTLIER: other MNIST
+    digits (uint8) and, `recipe.made_share` of them, made images (floats)."""
     count = round(len(y) * recipe.outliers)
-    n_made = count // 3
+    n_made = math.floor(count * recipe.made_share + 1e-9)
     picked = others[torch.randint(len(others), (count - n_made,), generator=generator).to(others.device)]
     drawn = made[torch.randint(len(made), (n_made,), generator=generator).to(made.device)]
     x = torch.cat([x, picked.float().div_(255.0), drawn])
@@ -132,7 +132,8 @@ def fit(
     if recipe.abstains:
         assert others is not None
         others = others.to(device)
-        made = outliers.made(MADE_POOL, x_all.cpu(), generator).to(device)  # the digits already converted to floats
+        # The digits already converted to floats.
+        made = outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device)
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
     augment = None if recipe.augmentation is None else recipe.augmentation.sampler(generator)

@@ -3,6 +3,8 @@ that abstains also to the logit that it is neither a 3 nor a 7."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -64,21 +66,28 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class CNN(Network):
-    """Two stride-2 3×3 conv blocks (16, 32 channels: 28×28 → 14×14 → 7×7) and a small head, with a
-    second output for "neither" if it `abstains`."""
+    """Stride-2 3×3 conv blocks (by default 16, 32 channels: 28×28 → 14×14 → 7×7) and a small head,
+    with a second output for "neither" if it `abstains`."""
 
     def __init__(
-        self, channels: tuple[int, int] = (16, 32), hidden: int = 64, dropout: float = 0.3, abstains: bool = False
+        self,
+        channels: tuple[int, ...] = (16, 32),
+        hidden: int = 64,
+        dropout: float = 0.3,
+        abstains: bool = False,
     ) -> None:
         super().__init__()
         self.abstains = abstains
-        c1, c2 = channels
-        self.features = nn.Sequential(_conv_block(1, c1), _conv_block(c1, c2))  # (N, c2, 7, 7)
+        widths = (1, *channels)
+        self.features = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(widths)))
         self.features.to(memory_format=torch.channels_last)  # oneDNN's native layout on the CPU
-        # Dropout on the 64 hidden units rather than the 1568 flattened features: a far cheaper mask.
+        side = 28
+        for _ in channels:
+            side = (side + 1) // 2  # a stride-2, padding-1 3×3 convolution halves the side, rounding up
+        # Dropout on the hidden units rather than the flattened features: a far cheaper mask.
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(c2 * 7 * 7, hidden),
+            nn.Linear(channels[-1] * side * side, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(hidden, 2 if abstains else 1),

@@ -4,7 +4,7 @@ other eight digits teach it, so that anything else it is checked on stays unseen
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -136,10 +136,20 @@ MAKERS: dict[str, Maker] = {
 }
 
 
-def made(n: int, digits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """n made non-digits, every kind about equally often: (n, 784) floats in [0, 1].
-    digits: (M, 784) floats, the 3s and 7s that the scaled, cut and inverted kinds start from."""
-    kind = torch.randint(len(MAKERS), (n,), generator=generator)
+def made(
+    n: int, digits: torch.Tensor, generator: torch.Generator, weights: Mapping[str, float] | None = None
+) -> torch.Tensor:
+    """n made non-digits, every kind about equally often, or as often as its weight (a kind not named
+    weighs 1): (n, 784) floats in [0, 1]. digits: (M, 784) floats, the 3s and 7s that the scaled, cut
+    and inverted kinds start from."""
+    if weights:
+        unknown = set(weights) - set(MAKERS)
+        if unknown:
+            raise ValueError(f"unknown made kinds {sorted(unknown)}; expected some of {list(MAKERS)}")
+        odds = torch.tensor([float(weights.get(name, 1.0)) for name in MAKERS])
+        kind = torch.multinomial(odds, n, replacement=True, generator=generator)
+    else:
+        kind = torch.randint(len(MAKERS), (n,), generator=generator)
     out = torch.empty(n, 784)
     for k, maker in enumerate(MAKERS.values()):
         chosen = (kind == k).nonzero().squeeze(1)

@@ -32,7 +32,8 @@ OOD_SCORE = "p(neither 3 nor 7): the program's second output; above ood_threshol
 
 def recipe_params(recipe: Recipe) -> dict[str, Any]:
     """The recipe flattened into MLflow params (augmentation settings prefixed)."""
-    params = {k: v for k, v in asdict(recipe).items() if k != "augmentation"}
+    params = {k: v for k, v in asdict(recipe).items() if k not in ("augmentation", "made_weights")}
+    params.update({f"made_weight_{kind}": weight for kind, weight in recipe.made_weights})
     params["recipe"] = params.pop("name")
     params["batch_size"] = recipe.batch_size or "full"
     augmentation = recipe.augmentation

@@ -254,16 +254,16 @@ def test_train_bench_spread_prints_a_row_per_run_and_each_targets_spread(mnist_d
 
 
 def test_variants_bench_prints_a_row_per_variant(mnist_dir: str, tmp_path: Path) -> None:
-    done = bench("variants", tmp_path, "--variants", "default,16-epochs-clean", "--seeds", "0", "--epochs", "1")
+    done = bench("variants", tmp_path, "--variants", "default,previous", "--seeds", "0", "--epochs", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table(done.stdout)
-    assert [row["variant"] for row in rows] == ["default", "16-epochs-clean"]
+    assert [row["variant"] for row in rows] == ["default", "previous"]
     for row in rows:
         assert 0 <= int(row["errors"]) <= 2038 and 0 <= int(row["drawn non-digits taken"]) <= 20
         for column in ("3s/7s rejected", "mouse-drawn", "other digits accepted", "made rejected"):
             assert 0 <= number(row[column], "%") <= 100, column
         assert number(row["training"], " s") > 0
     listed = bench("variants", tmp_path, "--list")
-    assert listed.returncode == 0 and listed.stdout.startswith("16-epochs-clean: ")
+    assert listed.returncode == 0 and listed.stdout.startswith("previous: ")
     unknown = bench("variants", tmp_path, "--variants", "resnet")
     assert unknown.returncode == 2 and "unknown variants ['resnet']" in unknown.stderr

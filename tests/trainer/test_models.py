@@ -24,6 +24,11 @@ def test_first_layer_weights_are_one_map_per_unit_or_filter(net: Network, shape:
     assert net.first_layer_weights().shape == shape
 
 
+def test_a_cnn_takes_any_number_of_conv_blocks() -> None:
+    net = CNN(channels=(16, 32, 64), hidden=32, abstains=True).eval()  # 28 → 14 → 7 → 4
+    assert net(torch.rand(3, 784)).shape == (3, 2) and net.first_layer_weights().shape == (16, 3, 3)
+
+
 def test_article_init_saturates_the_sigmoid() -> None:
     """Why the tutorial cannot learn: N(0, 1) weights over ~150 lit pixels put logits far from 0."""
     torch.manual_seed(0)

@@ -47,3 +47,13 @@ def test_the_same_seed_makes_the_same_images_and_every_kind_appears(digits: torc
     assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
     per_kind = made_per_kind(5, digits, seed=1)
     assert list(per_kind) == list(MAKERS) and all(v.shape == (5, 784) for v in per_kind.values())
+
+
+def test_weights_choose_how_often_each_kind_is_made(digits: torch.Tensor) -> None:
+    only = {kind: 0.0 for kind in MAKERS if kind != "inverted"}
+    inverted = made(50, digits, torch.Generator().manual_seed(0), only)
+    assert (inverted.mean(1) > 0.6).all()  # light squares, every one
+    mixed = made(50, digits, torch.Generator().manual_seed(0))
+    assert (mixed.mean(1) < 0.6).any()
+    with pytest.raises(ValueError, match="unknown made kinds"):
+        made(5, digits, torch.Generator().manual_seed(0), {"squiggles": 1.0})

@@ -31,3 +31,13 @@ def test_the_default_recipe_abstains_and_only_cnn_recipes_can() -> None:
             replace(RECIPES[name], abstains=True, outliers=0.5)
     with pytest.raises(ValueError, match="can abstain"):
         replace(RECIPES["cnn"], outliers=0.0)
+
+
+def test_made_outliers_are_checked_when_a_recipe_is_written() -> None:
+    cnn = RECIPES["cnn"]
+    with pytest.raises(ValueError, match="made_share"):
+        replace(cnn, made_share=1.5)
+    with pytest.raises(ValueError, match="made_weights"):
+        replace(cnn, made_weights=(("squiggles", 2.0),))
+    with pytest.raises(ValueError, match="made_weights"):
+        replace(cnn, made_weights=(("scribbles", -1.0),))

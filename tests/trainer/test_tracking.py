@@ -67,9 +67,10 @@ def test_a_failing_run_keeps_its_curves_and_says_how_it_ended(
 def test_params_flatten_the_recipe_and_its_augmentation(tracking_uri: str) -> None:
     params = recipe_params(RECIPES["cnn"])
     assert params["recipe"] == "cnn" and params["optimizer"] == "adamw" and params["augmentation"] is True
-    assert params["augment_shift_px"] == 2.0 and "name" not in params
+    assert params["augment_shift_px"] == 3.0 and "name" not in params
+    assert params["made_weight_scribbles"] == 5.0 and "made_weights" not in params
     assert recipe_params(RECIPES["article"])["batch_size"] == "full"
     with RunLog("mnist37", "params") as log:
         log.params(params)
     logged = MlflowClient().get_run(log.run_id).data.params
-    assert logged["augment_rotate_deg"] == "10.0" and logged["epochs"] == "24"
+    assert logged["augment_rotate_deg"] == "15.0" and logged["epochs"] == "30"
