@@ -85,7 +85,7 @@ def _with_outliers(
     """A batch of 3s and 7s plus `recipe.outliers` as many outliers, labelled OUTLIER: other MNIST
     digits (uint8) and, `recipe.made_share` of them, made images (floats)."""
     count = round(len(y) * recipe.outliers)
-    n_made = math.floor(count * recipe.made_share + 1e-9)
+    n_made = math.floor(count * recipe.made_share + 1e-9)  # 0.57 × 100 is a hair under 57 in floats
     picked = others[torch.randint(len(others), (count - n_made,), generator=generator).to(others.device)]
     drawn = made[torch.randint(len(made), (n_made,), generator=generator).to(made.device)]
     x = torch.cat([x, picked.float().div_(255.0), drawn])
