@@ -59,7 +59,9 @@ class ServiceMetrics:
         )
         self.http_timeouts = Counter(
             "mnist37_http_timeouts",
-            "HTTP requests whose body did not arrive within --http-read-seconds",
+            "HTTP connections timed out, by why: a body not in within --http-read-seconds (answered 408), "
+            "or a connection closed after --http-idle-seconds idle or with a request half sent",
+            ["reason"],
             registry=self.registry,
         )
         self.in_flight = Gauge(
@@ -69,6 +71,8 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.served.labels(*self._labels).set(0)
+        for reason in ("body", "idle", "headers"):  # every reason at 0 from the start, so rates start from it
+            self.http_timeouts.labels(reason)
         self._refused: dict[str, tuple[str, ...]] = {}  # alias → the labels of its refusal, if any
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}
 

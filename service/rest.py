@@ -17,6 +17,7 @@ from service.answering import Answerer
 from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
+from service.http_connections import ConnectionWatch
 from service.metrics import ServiceMetrics
 from service.pixels import PIXELS, decoded
 from service.predictor import ModelSource, ServedModel, require_model
@@ -203,10 +204,18 @@ class HttpGuard:
     body's size and time, every error as a JSON body, CORS, and each request's status in the metrics.
     Health and the page need no token and take no slot, as gRPC's health checks."""
 
-    def __init__(self, guard: CallGuard, metrics: ServiceMetrics, read_seconds: float, cors_origins: str) -> None:
+    def __init__(
+        self,
+        guard: CallGuard,
+        metrics: ServiceMetrics,
+        read_seconds: float,
+        cors_origins: str,
+        connections: ConnectionWatch | None = None,
+    ) -> None:
         self._guard = guard
         self._metrics = metrics
         self._read_seconds = read_seconds
+        self._connections = connections
         origins = {o.strip() for o in cors_origins.split(",") if o.strip()}
         self._any_origin = "*" in origins
         self._origins = origins - {"*"}
@@ -217,6 +226,8 @@ class HttpGuard:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else UNMATCHED
         slot = False
+        if self._connections is not None:
+            self._connections.started(request.transport)
         try:
             if request.method == "OPTIONS" and self._allowed(request):
                 response: web.StreamResponse = self._preflight()
@@ -247,6 +258,8 @@ class HttpGuard:
         finally:
             if slot:
                 self._guard.give_back_call_slot()
+            if self._connections is not None:
+                self._connections.finished(request.transport)
         self._headers(request, response)
         self._metrics.observe_http(route, response.status, time.perf_counter() - start)
         return response
@@ -257,7 +270,7 @@ class HttpGuard:
                 async with asyncio.timeout(self._read_seconds):
                     await request.read()  # kept by the request: the handler's read returns it at once
             except TimeoutError:
-                self._metrics.http_timeouts.inc()
+                self._metrics.http_timeouts.labels("body").inc()
                 raise Refused(408, f"the request body did not arrive within {self._read_seconds:g}s") from None
         return await handler(request)
 
@@ -293,10 +306,12 @@ def build_app(
     guard: CallGuard,
     metrics: ServiceMetrics,
     replica: str = "",
+    connections: ConnectionWatch | None = None,
 ) -> web.Application:
     """The REST API and the page, behind the guard, for a Service to run beside its gRPC server."""
+    middleware = HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins, connections)
     app = web.Application(
-        middlewares=[HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins).handle],
+        middlewares=[middleware.handle],
         client_max_size=config.max_message_bytes,
     )
     RestApi(models, answers, config.model_name, config.max_batch, replica).routes(app)

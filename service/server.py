@@ -29,6 +29,7 @@ from service.generated.inference import grpc_predict_v2_pb2 as v2_pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as api_pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as api_grpc
+from service.http_connections import ConnectionWatch
 from service.inference_servicer import InferenceServicer
 from service.live import CHAMPION, SHADOW, LiveMetrics
 from service.metrics import ServiceMetrics
@@ -90,6 +91,10 @@ class Service:
         self.port = _bind(self.server, config)
         # The HTTP side shares the loop, the follower, the forwards and the guard's slots and token.
         self._http: web.AppRunner | None = None
+        self._http_listener: asyncio.Server | None = None
+        self._connections = ConnectionWatch(
+            config.http_idle_seconds, lambda reason: self.metrics.http_timeouts.labels(reason).inc()
+        )
         self._http_socket = _bind_http(config) if config.http_port else None
         self.http_port = self._http_socket.getsockname()[1] if self._http_socket else 0
         self._config = config
@@ -133,15 +138,24 @@ class Service:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         if self._http_socket is not None:
-            app = build_app(self._config, self.follower, self.answers, self.guard, self.metrics, self.replica)
+            app = build_app(
+                self._config, self.follower, self.answers, self.guard, self.metrics, self.replica, self._connections
+            )
             self._http = web.AppRunner(
                 app,
                 access_log=None,  # requests are counted in the metrics, not logged one by one
-                keepalive_timeout=self._config.http_idle_seconds,  # also closes a connection slow to send its headers
+                keepalive_timeout=self._connections.backstop_seconds,  # the watch closes idle connections first
                 shutdown_timeout=self._config.grace_seconds,
             )
             await self._http.setup()
-            await web.SockSite(self._http, self._http_socket, ssl_context=_ssl_context(self._config)).start()
+            assert self._http.server is not None  # made by setup
+            # Not a SockSite: its protocols go under the watch, which counts the connections it closes.
+            self._http_listener = await self._loop.create_server(
+                self._connections.protocols(self._http.server),
+                sock=self._http_socket,
+                ssl=_ssl_context(self._config),
+            )
+            self._connections.start()
         if follow:
             self.follower.start()
             if self.shadow_follower is not None:
@@ -161,10 +175,13 @@ class Service:
         self.forwards.close()
 
     async def _stop_http(self) -> None:
+        if self._http_listener is not None:
+            self._http_listener.close()  # no new connections
         if self._http is not None:
-            await self._http.cleanup()  # stops listening, then lets in-flight requests finish
+            await self._http.cleanup()  # lets in-flight requests finish, then closes every connection
         elif self._http_socket is not None:
             self._http_socket.close()
+        self._connections.stop()
 
 
 def _connection_age(config: ServiceConfig) -> list[tuple[str, int]]:

@@ -340,7 +340,44 @@ def test_idle_and_slow_clients_are_timed_out_and_cannot_hold_health(tmp_path: Pa
         assert time.monotonic() - start < 5
         for sock in (idle, slow_headers, slow_body):
             sock.close()
-        assert service.metrics.registry.get_sample_value("mnist37_http_timeouts_total") == 1
+        timeouts = {
+            reason: service.metrics.registry.get_sample_value("mnist37_http_timeouts_total", {"reason": reason})
+            for reason in ("body", "idle", "headers")
+        }
+        # the health call's connection was closed by its client, and a closed client is no timeout
+        assert timeouts == {"body": 1, "idle": 1, "headers": 1}
+
+
+def test_a_kept_alive_connection_lives_while_it_asks_or_waits_for_an_answer(tmp_path: Path) -> None:
+    """Idle is measured from the last answer, and a request being answered is never idle, however long."""
+    release = threading.Event()
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(10)
+        return _half(images)
+
+    settings = {"http_port": free_port(), "http_idle_seconds": 1.0, "http_read_seconds": 1.0}
+    with serving_fake(tmp_path, slow, **settings) as (service, _):
+        body = infer_body(np.zeros((1, 784), np.uint8))
+        request = (
+            f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        kept = socket.create_connection(("127.0.0.1", service.http_port))
+        kept.settimeout(10)
+        threading.Timer(2.5, release.set).start()  # the first answer takes 2.5 idle limits
+        start = time.monotonic()
+        kept.sendall(request)
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200") and time.monotonic() - start > 2
+        for _ in range(3):  # asked again within the limit each time: kept open
+            time.sleep(0.6)
+            kept.sendall(request)
+            assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        answered = time.monotonic()
+        assert kept.recv(1) == b""  # then idle: closed, a second or a little more after the last answer
+        assert 0.9 < time.monotonic() - answered < 2
+        kept.close()
+        assert service.metrics.registry.get_sample_value("mnist37_http_timeouts_total", {"reason": "idle"}) == 1
 
 
 def test_https_with_the_grpc_sides_certificate(tmp_path: Path) -> None:
