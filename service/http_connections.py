@@ -1,92 +1,88 @@
-"""HTTP connections that hold the server without asking for anything: closed after --http-idle-seconds,
-and counted by why, idle (nothing sent) or slow (a request begun and never finished).
+"""HTTP connections that held the server without asking for anything, counted by why: idle (nothing
+sent) or headers (a request begun and never finished).
 
-aiohttp closes such connections itself but says nothing about it, so the service closes them first
-and counts each: aiohttp's own timer is left behind this one as a backstop."""
+aiohttp closes them itself, after its keep-alive limit (--http-idle-seconds), and knows best when:
+not while a request is queued or being answered, nor before an answer is written. It says nothing
+when it does, so each connection is watched from outside, and a close is counted as one of these
+when nothing else explains it: the client neither closed nor reset it, no request was being
+answered, the last request's body had been read to its end (else aiohttp closes after reading what
+is left of it, not for idleness), and the limit had passed since the connection opened or its last
+answer."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
+from aiohttp import StreamReader
+
 IDLE = "idle"  # nothing sent since the connection opened or its last answer
-HEADERS = "headers"  # part of a request sent, and the rest not within the time
+HEADERS = "headers"  # part of a request sent, and the rest not within the limit
+SLACK_SECONDS = 0.001  # clocks read a moment apart
 
 
 class _Connection:
-    __slots__ = ("busy", "partial", "waiting_since")
+    __slots__ = ("body", "busy", "client_closed", "partial", "waiting_since")
 
     def __init__(self, now: float) -> None:
         self.busy = 0  # requests being answered; pipelined ones may overlap
         self.partial = False  # bytes arrived while nothing was being answered
         self.waiting_since = now
+        self.client_closed = False
+        self.body: StreamReader | None = None  # the last answered request's
 
 
 class ConnectionWatch:
-    """Knows each open connection's state from its bytes (`protocols`) and its requests (`started`,
-    `finished`, called by the HTTP middleware), and every `period` closes the ones that have waited
-    `idle_seconds` with no request being answered, telling `closed` why."""
+    """Each open connection's state from its bytes (`protocols`) and its requests (`started` and
+    `finished`, called by the HTTP middleware); `closed(reason)` for each close that was aiohttp's
+    keep-alive limit."""
 
     def __init__(self, idle_seconds: float, closed: Callable[[str], None]) -> None:
         self._idle = idle_seconds
         self._closed = closed
-        self._period = min(1.0, idle_seconds / 4)  # closes within a quarter of the limit past it
         self._open: dict[asyncio.BaseTransport, _Connection] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sweeping: asyncio.TimerHandle | None = None
-
-    @property
-    def backstop_seconds(self) -> float:
-        """aiohttp's own keep-alive limit: late enough that this watch always closes first."""
-        return self._idle + 4 * self._period
 
     def protocols(self, make: Callable[[], asyncio.BaseProtocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for `loop.create_server` that puts each of `make`'s protocols under watch."""
         return lambda: _Watched(make(), self)
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._sweeping = self._loop.call_later(self._period, self._sweep)
-
-    def stop(self) -> None:
-        if self._sweeping is not None:
-            self._sweeping.cancel()
-            self._sweeping = None
-
     def started(self, transport: asyncio.BaseTransport | None) -> None:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy += 1
 
-    def finished(self, transport: asyncio.BaseTransport | None) -> None:
+    def finished(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> None:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy = max(0, connection.busy - 1)
+            connection.body = body
             if not connection.busy:
-                connection.waiting_since = self._now()
+                connection.waiting_since = asyncio.get_running_loop().time()
                 connection.partial = False
 
-    def _now(self) -> float:
-        return (self._loop or asyncio.get_running_loop()).time()
-
     def opened(self, transport: asyncio.BaseTransport) -> None:
-        self._open[transport] = _Connection(self._now())
+        self._open[transport] = _Connection(asyncio.get_running_loop().time())
 
     def received(self, transport: asyncio.BaseTransport) -> None:
         connection = self._open.get(transport)
-        if connection is not None and not connection.busy:
+        if connection is None or connection.busy:
+            return
+        # Bytes after an answer begin the next request, unless they are the rest of a refused body.
+        if connection.body is None or connection.body.is_eof():
             connection.partial = True
 
-    def lost(self, transport: asyncio.BaseTransport) -> None:
-        self._open.pop(transport, None)
+    def client_closed(self, transport: asyncio.BaseTransport) -> None:
+        if connection := self._open.get(transport):
+            connection.client_closed = True
 
-    def _sweep(self) -> None:
-        now = self._now()
-        for transport, connection in list(self._open.items()):
-            if not connection.busy and now - connection.waiting_since >= self._idle:
-                del self._open[transport]
-                self._closed(HEADERS if connection.partial else IDLE)
-                transport.close()  # aiohttp's handler sees the connection lost and ends as for any client's close
-        if self._loop is not None and self._sweeping is not None:
-            self._sweeping = self._loop.call_later(self._period, self._sweep)
+    def lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
+        """Before aiohttp hears of it, while the last body is as the close found it."""
+        connection = self._open.pop(transport, None)
+        if connection is None or exc is not None or connection.client_closed or connection.busy:
+            return
+        if connection.body is not None and not connection.body.is_eof():
+            return  # its body was never read to the end: aiohttp's lingering close
+        waited = asyncio.get_running_loop().time() - connection.waiting_since
+        if waited + SLACK_SECONDS >= self._idle:
+            self._closed(HEADERS if connection.partial else IDLE)
 
 
 class _Watched(asyncio.Protocol):
@@ -108,11 +104,13 @@ class _Watched(asyncio.Protocol):
         self._inner.data_received(data)  # type: ignore[attr-defined]
 
     def eof_received(self) -> bool | None:
+        if self._transport is not None:
+            self._watch.client_closed(self._transport)
         return self._inner.eof_received()  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
-            self._watch.lost(self._transport)
+            self._watch.lost(self._transport, exc)
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:

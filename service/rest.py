@@ -259,7 +259,7 @@ class HttpGuard:
             if slot:
                 self._guard.give_back_call_slot()
             if self._connections is not None:
-                self._connections.finished(request.transport)
+                self._connections.finished(request.transport, request.content)
         self._headers(request, response)
         self._metrics.observe_http(route, response.status, time.perf_counter() - start)
         return response

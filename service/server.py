@@ -144,18 +144,20 @@ class Service:
             self._http = web.AppRunner(
                 app,
                 access_log=None,  # requests are counted in the metrics, not logged one by one
-                keepalive_timeout=self._connections.backstop_seconds,  # the watch closes idle connections first
+                keepalive_timeout=self._config.http_idle_seconds,  # also closes a connection slow to send its headers
+                # What is left of a refused body is read for as long as a body may take, so that its client
+                # reads the answer rather than a reset; then the connection is closed.
+                lingering_time=self._config.http_read_seconds,
                 shutdown_timeout=self._config.grace_seconds,
             )
             await self._http.setup()
             assert self._http.server is not None  # made by setup
-            # Not a SockSite: its protocols go under the watch, which counts the connections it closes.
+            # Not a SockSite: its protocols go under the watch, which counts the connections closed as idle.
             self._http_listener = await self._loop.create_server(
                 self._connections.protocols(self._http.server),
                 sock=self._http_socket,
                 ssl=_ssl_context(self._config),
             )
-            self._connections.start()
         if follow:
             self.follower.start()
             if self.shadow_follower is not None:
@@ -181,7 +183,6 @@ class Service:
             await self._http.cleanup()  # lets in-flight requests finish, then closes every connection
         elif self._http_socket is not None:
             self._http_socket.close()
-        self._connections.stop()
 
 
 def _connection_age(config: ServiceConfig) -> list[tuple[str, int]]:

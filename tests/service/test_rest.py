@@ -318,9 +318,9 @@ def test_cors_is_off_by_default_and_names_only_the_listed_origins(tmp_path: Path
         assert "Access-Control-Allow-Origin" not in headers
 
 
-def test_idle_and_slow_clients_are_timed_out_and_cannot_hold_health(tmp_path: Path) -> None:
+def test_idle_and_slow_clients_are_timed_out_counted_once_and_cannot_hold_health(tmp_path: Path) -> None:
     settings = {"http_port": free_port(), "http_idle_seconds": 1.0, "http_read_seconds": 1.0}
-    with serving_fake(tmp_path, _half, **settings) as (service, _):
+    with serving_fake(tmp_path, _half, max_message_bytes=10_000, **settings) as (service, _):
         port = service.http_port
         idle = socket.create_connection(("127.0.0.1", port))
         slow_headers = socket.create_connection(("127.0.0.1", port))
@@ -330,22 +330,33 @@ def test_idle_and_slow_clients_are_timed_out_and_cannot_hold_health(tmp_path: Pa
             f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             "Content-Length: 5000\r\n\r\n{".encode()
         )
+        too_big = socket.create_connection(("127.0.0.1", port))  # refused whole, then idle
+        too_big.sendall(
+            f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 20000\r\n\r\n".encode()
+            + b" " * 12_000
+        )
         start = time.monotonic()
-        assert call(port, "GET", "/v2/health/ready")[0] == 200  # answered while the three hang on
-        for sock in (idle, slow_headers, slow_body):
+        assert call(port, "GET", "/v2/health/ready")[0] == 200  # answered while they hang on
+        for sock in (idle, slow_headers, slow_body, too_big):
             sock.settimeout(10)
+        assert too_big.recv(4096).startswith(b"HTTP/1.1 413")
+        too_big.sendall(b" " * 8_000)  # the rest of its body, after the answer
         reply = slow_body.recv(4096)
         assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 1s" in reply
-        assert idle.recv(1) == b"" and slow_headers.recv(1) == b""  # closed by the server
+        assert idle.recv(1) == b"" and slow_headers.recv(1) == b"" and too_big.recv(1) == b""  # closed by the server
+        assert slow_body.recv(1) == b""  # closed once what was left of its body had --http-read-seconds to come
         assert time.monotonic() - start < 5
-        for sock in (idle, slow_headers, slow_body):
-            sock.close()
+        time.sleep(0.2)  # the counters move as the server sees the closes
         timeouts = {
             reason: service.metrics.registry.get_sample_value("mnist37_http_timeouts_total", {"reason": reason})
             for reason in ("body", "idle", "headers")
         }
-        # the health call's connection was closed by its client, and a closed client is no timeout
-        assert timeouts == {"body": 1, "idle": 1, "headers": 1}
+        for sock in (idle, slow_headers, slow_body, too_big):
+            sock.close()
+        # Once each: the 408's connection is not idle too, the rest of a refused body is no half-sent request,
+        # and the health call's connection was closed by its client, which is no timeout.
+        assert timeouts == {"body": 1, "idle": 2, "headers": 1}
 
 
 def test_a_kept_alive_connection_lives_while_it_asks_or_waits_for_an_answer(tmp_path: Path) -> None:
