@@ -12,6 +12,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from service.answering import Answerer
 from service.calls import CallGuard
@@ -47,6 +48,26 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class MalformedHttpInOneLine(logging.Filter):
+    """aiohttp answers HTTP it cannot parse (a header over its limit, a broken request line) with a 400
+    of its own and logs the client's mistake as an error with a traceback, once a request: any client
+    could fill the log so. Such a record becomes one line at WARNING; the server's own errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "a malformed HTTP request, answered 400: %s", (exc.message.splitlines()[0],)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_http() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpInOneLine) for f in server_log.filters):
+        server_log.addFilter(MalformedHttpInOneLine())
 
 
 def reply(content: object, status: int = 200) -> web.Response:
@@ -309,6 +330,7 @@ def build_app(
     connections: ConnectionWatch | None = None,
 ) -> web.Application:
     """The REST API and the page, behind the guard, for a Service to run beside its gRPC server."""
+    quiet_malformed_http()
     middleware = HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins, connections)
     app = web.Application(
         middlewares=[middleware.handle],

@@ -432,3 +432,18 @@ def test_the_readmes_curl_commands_work_as_written(tmp_path: Path) -> None:
             answer = json.loads(done.stdout)
             if "/infer" in command:
                 assert answer["model_version"] == "9" and answer["outputs"][0]["data"] == [3]
+
+
+def test_malformed_http_gets_a_400_and_one_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        for malformed in (
+            b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+                sock.sendall(malformed)
+                assert b" 400 Bad Request\r\n" in sock.recv(4096).split(b"\r\n")[0] + b"\r\n"
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+    logged = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(logged) == 2 and all(r.levelname == "WARNING" and r.exc_info is None for r in logged)
+    assert "malformed HTTP request, answered 400" in logged[0].getMessage()
