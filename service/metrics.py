@@ -59,8 +59,8 @@ class ServiceMetrics:
         )
         self.http_timeouts = Counter(
             "mnist37_http_timeouts",
-            "HTTP connections timed out, by why: a body not in within --http-read-seconds (answered 408), "
-            "or a connection closed after --http-idle-seconds idle or with a request half sent",
+            "HTTP timeouts, by reason: body (a body slower than --http-read-seconds, answered 408); idle or "
+            "headers (a connection closed after --http-idle-seconds with nothing, or half a request, sent)",
             ["reason"],
             registry=self.registry,
         )
