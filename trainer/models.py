@@ -83,7 +83,7 @@ class CNN(Network):
         self.features.to(memory_format=torch.channels_last)  # oneDNN's native layout on the CPU
         side = 28
         for _ in channels:
-            side = (side + 1) // 2  # a stride-2, padding-1 3×3 convolution halves the side, rounding up
+            side = (side + 1) // 2  # each block's strided, padded convolution halves the side, rounding up
         # Dropout on the hidden units rather than the flattened features: a far cheaper mask.
         self.head = nn.Sequential(
             nn.Flatten(),

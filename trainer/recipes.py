@@ -116,7 +116,7 @@ RECIPES: dict[str, Recipe] = {
         batch_size=128,
         schedule="onecycle",
         weight_decay=1e-4,
-        # Wide enough that shifted, thick-penned, mouse-drawn and bent 3s and 7s are still 3s and 7s;
+        # Wide enough that shifted, thick-penned, mouse-drawn and bent digits are still recognised;
         # elastic no stronger, since the more freely digits bend, the more scribbles pass for one.
         augmentation=Augmentation(shift_px=3.0, scale=0.18, rotate_deg=15.0, thicker=1.5, elastic_px=15.0),
         abstains=True,
