@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from torchvision.datasets import MNIST
+
+from service.client.mnist import read_idx
 
 THREE, SEVEN = 3, 7
 PIXELS = 784
@@ -74,17 +76,34 @@ def select_others(images: torch.Tensor, targets: torch.Tensor) -> OtherDigits:
     return OtherDigits(images[keep].reshape(-1, PIXELS).contiguous(), targets[keep].clone())
 
 
+def _download(root: Path) -> None:
+    # torchvision only to fetch the files: importing it costs a run more than a second, and the files,
+    # once on disk, are read without it.
+    from torchvision.datasets import MNIST
+
+    MNIST(root=str(root), train=True, download=True)
+    MNIST(root=str(root), train=False, download=True)
+
+
 def _read_split(root: Path, train: bool, download: bool) -> tuple[Split, OtherDigits]:
+    raw = root / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
     try:
-        mnist = MNIST(root=str(root), train=train, download=download)
-    except (RuntimeError, OSError) as err:
-        how = "download failed" if download else "files not found"
+        if download and not (raw / f"{prefix}-labels-idx1-ubyte").exists():
+            _download(root)
+        images = read_idx(raw / f"{prefix}-images-idx3-ubyte", 2051)
+        digits = read_idx(raw / f"{prefix}-labels-idx1-ubyte", 2049)
+        if images.shape[0] != digits.shape[0] or images.shape[1:] != (28, 28):
+            raise ValueError(f"{len(images)} images of {images.shape[1:]} pixels for {len(digits)} labels")
+    except (RuntimeError, OSError, ValueError) as err:
+        how = "download failed" if download else "files not found or unreadable"
         raise DataUnavailableError(
             f"MNIST is not available at {root} ({how}: {str(err).splitlines()[0]}); "
             "point --data-dir or MNIST_DATA_DIR at a folder holding MNIST/raw, "
             "or set neither to download it into ./data"
         ) from err
-    return select_3v7(mnist.data, mnist.targets), select_others(mnist.data, mnist.targets)
+    pixels, targets = torch.from_numpy(images.copy()), torch.from_numpy(digits.astype(np.int64))
+    return select_3v7(pixels, targets), select_others(pixels, targets)
 
 
 def load_dataset(root: str | Path, seed: int, download: bool = False, val_fraction: float = 0.1) -> Dataset3v7:

@@ -11,9 +11,10 @@ import numpy as np
 THREE, SEVEN = 3, 7
 
 
-def _read_idx(path: Path, magic: int) -> np.ndarray:
+def read_idx(path: Path, magic: int) -> np.ndarray:
     """An IDX file (MNIST's format: big-endian header, then uint8 data), optionally gzipped."""
-    opened = path if path.exists() else path.with_name(path.name + ".gz")
+    gzipped = path.with_name(path.name + ".gz")
+    opened = gzipped if not path.exists() and gzipped.exists() else path
     raw = gzip.decompress(opened.read_bytes()) if opened.suffix == ".gz" else opened.read_bytes()
     header = np.frombuffer(raw[:4], ">i4")[0]
     if header != magic:
@@ -26,8 +27,8 @@ def load_test_split(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(N, 784) uint8 images and their digits, from `data_dir`, else $MNIST_DATA_DIR, else ./data."""
     root = Path(data_dir or os.environ.get("MNIST_DATA_DIR") or "data") / "MNIST" / "raw"
     try:
-        images = _read_idx(root / "t10k-images-idx3-ubyte", 2051)
-        labels = _read_idx(root / "t10k-labels-idx1-ubyte", 2049)
+        images = read_idx(root / "t10k-images-idx3-ubyte", 2051)
+        labels = read_idx(root / "t10k-labels-idx1-ubyte", 2049)
     except OSError as err:
         raise OSError(
             f"MNIST's test split is not at {root} ({err.strerror or err}); point --data-dir or MNIST_DATA_DIR at "

@@ -45,3 +45,14 @@ def test_missing_data_names_both_settings(tmp_path: Path) -> None:
         load_dataset(str(tmp_path), seed=0)
     message = str(err.value)
     assert "--data-dir" in message and "MNIST_DATA_DIR" in message and "\n" not in message
+
+
+def test_a_truncated_file_says_what_it_read(mnist_dir: str, tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in Path(mnist_dir, "MNIST", "raw").iterdir():
+        (raw / file.name).write_bytes(
+            file.read_bytes()[:1000] if file.name.startswith("train-images") else file.read_bytes()
+        )
+    with pytest.raises(DataUnavailableError, match=r"cannot reshape array of size 984 into shape \(60000,28,28\)"):
+        load_dataset(str(tmp_path), seed=0)
