@@ -38,9 +38,11 @@ def loss_fn(kind: Loss, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     """Labels 1.0 for a 3, 0.0 for a 7 and, for a network that abstains (logits (N, 2)), OUTLIER for
     neither: its loss adds "is it neither?" over every image to "3 or 7?" over the 3s and 7s."""
     if logits.ndim == 2:
-        known = labels != OUTLIER
-        neither = F.binary_cross_entropy_with_logits(logits[:, 1], (~known).float())
-        return neither + F.binary_cross_entropy_with_logits(logits[known, 0], labels[known])
+        known = (labels != OUTLIER).float()
+        neither = F.binary_cross_entropy_with_logits(logits[:, 1], 1 - known)
+        # The mean over the 3s and 7s as a weighted sum: selecting them by a mask costs more each step.
+        three = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(min=0), weight=known, reduction="sum")
+        return neither + three / known.sum()
     if kind == "mse":
         return F.mse_loss(torch.sigmoid(logits), labels)
     return F.binary_cross_entropy_with_logits(logits, labels)
@@ -106,7 +108,8 @@ def _optimizer(
     if recipe.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     else:  # "adamw"
-        opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        # Fused: one kernel for every parameter, where the default loops over them step by step.
+        opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
     if recipe.schedule == "onecycle":
         return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
     return opt, None
