@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from trainer.data import Split
 from trainer.loop import EpochStats, Evaluation
 from trainer.models import Network
-from trainer.neither import Report
+from trainer.neither import Report, Scores
 
 
 def loss_curves(
@@ -104,24 +104,42 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, title: str) -> F
     return fig
 
 
+def _captioned_grid(images: np.ndarray, captions: list[str], title: str) -> Figure:
+    """images (K, 784) uint8, eight to a row, each under its caption, dark ink on white."""
+    cols, gap, top = max(1, min(len(images), 8)), 4, 9  # room above each digit for its caption
+    canvas = _montage(images.reshape(-1, 28, 28).astype(np.float32), cols, gap, top)  # (0, 28, 28) when none
+    fig, ax = _montage_axes(canvas, 1.6 / 32, title)
+    ax.imshow(canvas, cmap=plt.get_cmap("gray_r").with_extremes(bad="white"), vmin=0, vmax=255)
+    for n, caption in enumerate(captions):
+        x, y = _tile_origin(n, cols, (28, 28), gap, top)
+        ax.text(x + 14, y + top - 1, caption, fontsize=6.5, ha="center", va="bottom")
+    return fig
+
+
+def _shown_of(shown: int, total: int, what: str) -> str:
+    return f"{shown} shown of {total} {what}" if shown < total else f"{total} {what}" if total else f"no {what}"
+
+
 def misclassified_grid(images: np.ndarray, labels: np.ndarray, p_three: np.ndarray, limit: int = 32) -> Figure:
     """images: (N, 784) uint8 of the test split; shows the wrong answers, most confident first."""
     predicted = (p_three >= 0.5).astype(labels.dtype)
     all_wrong = np.flatnonzero(predicted != labels)
     wrong = all_wrong[np.argsort(-np.abs(p_three[all_wrong] - 0.5), kind="stable")][:limit]
-    if len(wrong) < len(all_wrong):
-        title = f"{len(wrong)} shown of {len(all_wrong)} misclassified test images"
-    else:
-        title = f"{len(wrong)} misclassified test images" if len(wrong) else "no misclassified test images"
-    cols, gap, top = max(1, min(len(wrong), 8)), 4, 9  # room above each digit for its caption
-    canvas = _montage(images[wrong].reshape(-1, 28, 28).astype(np.float32), cols, gap, top)  # (0, 28, 28) when none
-    fig, ax = _montage_axes(canvas, 1.6 / 32, title)
-    ax.imshow(canvas, cmap=plt.get_cmap("gray_r").with_extremes(bad="white"), vmin=0, vmax=255)
-    for n, i in enumerate(wrong):
-        x, y = _tile_origin(n, cols, (28, 28), gap, top)
-        truth = 3 if labels[i] == 1 else 7
-        ax.text(x + 14, y + top - 1, f"true {truth}, p(3)={p_three[i]:.2f}", fontsize=6.5, ha="center", va="bottom")
-    return fig
+    captions = [f"true {3 if labels[i] == 1 else 7}, p(3)={p_three[i]:.2f}" for i in wrong]
+    return _captioned_grid(images[wrong], captions, _shown_of(len(wrong), len(all_wrong), "misclassified test images"))
+
+
+def outliers_accepted(scores: Scores, threshold: float, limit: int = 32) -> Figure:
+    """The test split's other digits and the made non-digits that `threshold` lets through as a 3 or a
+    7, the most confidently accepted (lowest ood_score) first: what "neither" misses, to look at."""
+    kinds = [f"digit {d}" for d in scores.other_digits] + [k for k, s in scores.made.items() for _ in s]
+    images = np.concatenate([scores.others_images, *scores.made_images.values()])
+    ood = np.concatenate([scores.others, *scores.made.values()])
+    taken = np.flatnonzero(ood <= threshold)
+    shown = taken[np.argsort(ood[taken], kind="stable")][:limit]
+    captions = [f"{kinds[i]}, {ood[i]:.2g}" for i in shown]
+    title = _shown_of(len(shown), len(taken), "outliers accepted as a 3 or a 7 (kind, ood_score)")
+    return _captioned_grid(images[shown], captions, title)
 
 
 def neither_scores(
@@ -178,4 +196,5 @@ def for_run(
         drawn["neither_scores.png"] = neither_scores(
             scores.test, scores.others, made, report.threshold, report.outliers_accepted, title
         )
+        drawn["outliers_accepted.png"] = outliers_accepted(scores, report.threshold)
     return drawn

@@ -35,6 +35,9 @@ class Scores:
     others: np.ndarray  # test split's other digits
     other_digits: np.ndarray  # which digit each of `others` is
     made: dict[str, np.ndarray]  # made non-digits, per kind
+    # The outliers themselves, (N, 784) uint8 beside their scores, to show the ones a threshold lets through.
+    others_images: np.ndarray
+    made_images: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,10 @@ def _neither(net: nn.Module, images: torch.Tensor, device: torch.device) -> np.n
 def measure(net: nn.Module, data: Dataset3v7, val: Evaluation, test: Evaluation, device: torch.device) -> Report:
     """Calibrate on `val` (the validation split's evaluation), then measure on the test split."""
     assert val.neither is not None and test.neither is not None, "the network does not abstain"
-    made_images = outliers.made_per_kind(MADE_PER_KIND, data.test.floats(), MADE_SEED)
+    made_images = {
+        kind: images.mul(255).round().to(torch.uint8)
+        for kind, images in outliers.made_per_kind(MADE_PER_KIND, data.test.floats(), MADE_SEED).items()
+    }
     varied = CALIBRATION_VARIATION(data.val.floats(), torch.Generator().manual_seed(CALIBRATION_SEED))
     scores = Scores(
         val=val.neither.numpy(),
@@ -75,9 +81,9 @@ def measure(net: nn.Module, data: Dataset3v7, val: Evaluation, test: Evaluation,
         test=test.neither.numpy(),
         others=_neither(net, data.test_others.images, device),
         other_digits=data.test_others.digits.numpy(),
-        made={
-            kind: _neither(net, images.mul(255).round().to(torch.uint8), device) for kind, images in made_images.items()
-        },
+        made={kind: _neither(net, images, device) for kind, images in made_images.items()},
+        others_images=data.test_others.images.numpy(),
+        made_images={kind: images.numpy() for kind, images in made_images.items()},
     )
     correct = (test.p_three.numpy() >= 0.5) == (data.test.labels.numpy() == 1)
     return judged(scores, calibrate(np.concatenate([scores.val, scores.val_varied])), correct)

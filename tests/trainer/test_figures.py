@@ -97,10 +97,20 @@ def test_a_run_draws_four_figures_and_the_neither_one_when_the_network_abstains(
     assert plain["weights.png"].get_suptitle() == "mlp: learned first-layer weights"
 
     made = {"noise": rng.random(20)}
-    scores = Scores(rng.random(50), rng.random(50), rng.random(64), rng.random(70), rng.integers(0, 2, 70), made)
+    others, made_images = rng.integers(0, 256, (70, 784), dtype=np.uint8), {"noise": images[:20]}
+    scores = Scores(
+        rng.random(50),
+        rng.random(50),
+        rng.random(64),
+        rng.random(70),
+        rng.integers(0, 2, 70),
+        made,
+        others,
+        made_images,
+    )
     accepted = {"digit 0": 0.02, "digit 1": 0.0, "noise": 0.1}
     drawn = figures.for_run("cnn", history, CNN(abstains=True), test, evaluation, Report(0.9, {}, scores, accepted))
-    assert list(drawn) == [*plain, "neither_scores.png"]
+    assert list(drawn) == [*plain, "neither_scores.png", "outliers_accepted.png"]
     bars = drawn["neither_scores.png"].axes[1]  # the share of each kind of outlier accepted, as the report has it
     assert [tick.get_text() for tick in bars.get_yticklabels()] == list(accepted)
     assert [bar.get_width() for bar in bars.patches if isinstance(bar, Rectangle)] == pytest.approx(
@@ -108,3 +118,28 @@ def test_a_run_draws_four_figures_and_the_neither_one_when_the_network_abstains(
     )
     for fig in (*plain.values(), *drawn.values()):
         assert _png(fig).startswith(b"\x89PNG")
+
+
+def test_the_outliers_accepted_are_shown_most_confidently_accepted_first() -> None:
+    rng = np.random.default_rng(0)
+    others = rng.integers(0, 256, (4, 784), dtype=np.uint8)
+    made = rng.integers(0, 256, (3, 784), dtype=np.uint8)
+    scores = Scores(
+        val=np.zeros(2),
+        val_varied=np.zeros(2),
+        test=np.zeros(2),
+        others=np.array([0.9, 0.05, 0.6, 0.2]),
+        other_digits=np.array([0, 1, 2, 4]),
+        made={"scribbles": np.array([0.01, 0.99, 0.3])},
+        others_images=others,
+        made_images={"scribbles": made},
+    )
+    fig = figures.outliers_accepted(scores, threshold=0.5)
+    assert fig.get_suptitle() == "4 outliers accepted as a 3 or a 7 (kind, ood_score)"
+    captions = [text.get_text() for text in fig.axes[0].texts]
+    assert captions == ["scribbles, 0.01", "digit 1, 0.05", "digit 4, 0.2", "scribbles, 0.3"]
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert np.array_equal(shown[9 : 9 + 28, :28], made[0].reshape(28, 28))  # the first tile, under its caption
+    assert figures.outliers_accepted(scores, threshold=0.5, limit=2).get_suptitle().startswith("2 shown of 4 ")
+    assert figures.outliers_accepted(scores, threshold=0.001).get_suptitle().startswith("no outliers accepted")
+    plt.close("all")
