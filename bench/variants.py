@@ -61,7 +61,16 @@ VARIANTS: dict[str, Variant] = {
         "elastic α 15; 128 outliers a step, 40% made, scribbles 5× as often as each other made kind",
         _keep,
     ),
+    "batch-256": Variant(
+        "default, 256 3s and 7s a step (and as many outliers) at a peak learning rate of 4e-3",
+        lambda r: replace(r, batch_size=256, lr=4e-3),
+    ),
+    "elastic-24": Variant("default, elastic α 24", _augmented(elastic_px=24.0)),
     "elastic-34": Variant("default, Simard's elastic α 34", _augmented(elastic_px=34.0)),
+    "wider-elastic-34": Variant(
+        "default, conv blocks of 24 and 48 channels, Simard's elastic α 34",
+        lambda r: _augmented(elastic_px=34.0)(replace(r, channels=(24, 48))),
+    ),
     "made-alike": Variant(
         "default, a third of the outliers made, every made kind alike",
         lambda r: replace(r, made_share=1 / 3, made_weights=()),
