@@ -77,8 +77,8 @@ def select_others(images: torch.Tensor, targets: torch.Tensor) -> OtherDigits:
 
 
 def _download(root: Path) -> None:
-    # torchvision only to fetch the files: importing it costs a run more than a second, and the files,
-    # once on disk, are read without it.
+    # torchvision only to fetch the files: it is among a run's slowest imports, and the files, once on
+    # disk, are read without it.
     from torchvision.datasets import MNIST
 
     MNIST(root=str(root), train=True, download=True)
