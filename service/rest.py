@@ -38,12 +38,16 @@ CSP = (
 # reads as octet-stream); and what `curl -d` says of any body unless told otherwise.
 BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded")
 UNMATCHED = "unmatched"  # the route label of requests to no route, so paths add no labels
+# The status counted for a request whose client closed the connection before its body arrived (as
+# nginx logs it): there is no one left to send it to.
+CLIENT_CLOSED = 499
 REPLICA_HEADER = "Mnist37-Replica"  # which server answered, as gRPC's trailing metadata says
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Refused(Exception):
-    """Ends a request with an HTTP status of the HTTP side's own: 401, 408, 415, 429."""
+    """Ends a request with an HTTP status of the HTTP side's own: 401, 408, 413, 415, 429 (and 499, sent
+    to no one)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -230,12 +234,14 @@ class HttpGuard:
         guard: CallGuard,
         metrics: ServiceMetrics,
         read_seconds: float,
+        max_body_bytes: int,
         cors_origins: str,
         connections: ConnectionWatch | None = None,
     ) -> None:
         self._guard = guard
         self._metrics = metrics
         self._read_seconds = read_seconds
+        self._max_body_bytes = max_body_bytes
         self._connections = connections
         origins = {o.strip() for o in cors_origins.split(",") if o.strip()}
         self._any_origin = "*" in origins
@@ -286,6 +292,11 @@ class HttpGuard:
         return response
 
     async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        declared = request.content_length
+        if declared is not None and declared > self._max_body_bytes:
+            # Refused before a byte of it is read: else a slow client over the limit would wait out the
+            # read's time limit and get a 408 for what is a 413.
+            raise Refused(413, f"a body of {declared} bytes is over the limit of {self._max_body_bytes}")
         if request.body_exists:
             try:
                 async with asyncio.timeout(self._read_seconds):
@@ -293,6 +304,8 @@ class HttpGuard:
             except TimeoutError:
                 self._metrics.http_timeouts.labels("body").inc()
                 raise Refused(408, f"the request body did not arrive within {self._read_seconds:g}s") from None
+            except ConnectionResetError:  # the client's doing, not the server's: no traceback in the log
+                raise Refused(CLIENT_CLOSED, "the client closed the connection before its body arrived") from None
         return await handler(request)
 
     def _allowed(self, request: web.Request) -> bool:
@@ -331,7 +344,9 @@ def build_app(
 ) -> web.Application:
     """The REST API and the page, behind the guard, for a Service to run beside its gRPC server."""
     quiet_malformed_http()
-    middleware = HttpGuard(guard, metrics, config.http_read_seconds, config.cors_origins, connections)
+    middleware = HttpGuard(
+        guard, metrics, config.http_read_seconds, config.max_message_bytes, config.cors_origins, connections
+    )
     app = web.Application(
         middlewares=[middleware.handle],
         client_max_size=config.max_message_bytes,

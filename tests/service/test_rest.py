@@ -5,6 +5,7 @@ and one forward path for both protocols."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import subprocess
@@ -316,6 +317,41 @@ def test_cors_is_off_by_default_and_names_only_the_listed_origins(tmp_path: Path
         assert headers["Access-Control-Allow-Origin"] == origin
         _, headers, _ = call(service.http_port, "GET", f"/v2/models/{MODEL}", Origin="http://evil.example")
         assert "Access-Control-Allow-Origin" not in headers
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    settings = {"http_port": free_port(), "http_read_seconds": 30.0}
+    with serving_fake(tmp_path, _half, max_message_bytes=10_000, **settings) as (service, _):
+        with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 20000\r\n\r\n{".encode()  # and the rest never, or slower than the read's limit
+            )
+            reply = sock.recv(4096)  # within the socket's 10 s, where reading the body could take 30
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413")
+        assert json.loads(body)["error"] == "a body of 20000 bytes is over the limit of 10000"
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_a_client_gone_before_its_body_is_counted_not_logged_as_a_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 5000\r\n\r\n{".encode()
+            )
+            time.sleep(0.3)  # the server is reading the body when the client goes
+        gone = {"route": "/v2/models/{model}/infer", "status": "499"}
+        deadline = time.monotonic() + 10
+        while service.metrics.registry.get_sample_value("mnist37_http_requests_total", gone) != 1:
+            assert time.monotonic() < deadline, "the request was never counted as its client's close"
+            time.sleep(0.05)
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(("service", "aiohttp"))]
+    assert not logged, [r.getMessage() for r in logged]
 
 
 def test_idle_and_slow_clients_are_timed_out_counted_once_and_cannot_hold_health(tmp_path: Path) -> None:
