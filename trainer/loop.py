@@ -40,7 +40,7 @@ def loss_fn(kind: Loss, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     if logits.ndim == 2:
         known = (labels != OUTLIER).float()
         neither = F.binary_cross_entropy_with_logits(logits[:, 1], 1 - known)
-        # The mean over the 3s and 7s as a weighted sum: selecting them by a mask costs more each step.
+        # The mean over the known digits as a weighted sum: selecting them by a mask costs more each step.
         three = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(min=0), weight=known, reduction="sum")
         return neither + three / known.sum()
     if kind == "mse":
