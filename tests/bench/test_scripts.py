@@ -260,7 +260,13 @@ def test_variants_bench_prints_a_row_per_variant(mnist_dir: str, tmp_path: Path)
     assert [row["variant"] for row in rows] == ["default", "previous"]
     for row in rows:
         assert 0 <= int(row["errors"]) <= 2038 and 0 <= int(row["drawn non-digits taken"]) <= 20
-        for column in ("3s/7s rejected", "mouse-drawn", "other digits accepted", "made rejected"):
+        for column in (
+            "3s/7s rejected",
+            "mouse-drawn",
+            "other digits accepted",
+            "made rejected",
+            "elastic, 99% of made rejected",
+        ):
             assert 0 <= number(row[column], "%") <= 100, column
         assert number(row["training"], " s") > 0
     listed = bench("variants", tmp_path, "--list")
