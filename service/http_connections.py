@@ -1,5 +1,6 @@
 """HTTP connections that held the server without asking for anything, counted by why: idle (nothing
-sent) or headers (a request begun and never finished).
+sent) or headers (a request begun and never finished); and connections whose client has shut its
+sending side after a request (a half-close, as `nc -N` does), kept open until that request's answer.
 
 aiohttp closes them itself, after its keep-alive limit (--http-idle-seconds), and knows best when:
 not while a request is queued or being answered, nor before an answer is written. It says nothing
@@ -22,7 +23,7 @@ SLACK_SECONDS = 0.001  # clocks read a moment apart
 
 
 class _Connection:
-    __slots__ = ("body", "busy", "client_closed", "partial", "waiting_since")
+    __slots__ = ("body", "busy", "client_closed", "current", "partial", "waiting_since")
 
     def __init__(self, now: float) -> None:
         self.busy = 0  # requests being answered; pipelined ones may overlap
@@ -30,12 +31,13 @@ class _Connection:
         self.waiting_since = now
         self.client_closed = False
         self.body: StreamReader | None = None  # the last answered request's
+        self.current: StreamReader | None = None  # the body of the request being answered
 
 
 class ConnectionWatch:
     """Each open connection's state from its bytes (`protocols`) and its requests (`started` and
     `finished`, called by the HTTP middleware); `closed(reason)` for each close that was aiohttp's
-    keep-alive limit."""
+    keep-alive limit; `half_closed` for whether an answer should close its connection."""
 
     def __init__(self, idle_seconds: float, closed: Callable[[str], None]) -> None:
         self._idle = idle_seconds
@@ -46,9 +48,10 @@ class ConnectionWatch:
         """A protocol factory for `loop.create_server` that puts each of `make`'s protocols under watch."""
         return lambda: _Watched(make(), self)
 
-    def started(self, transport: asyncio.BaseTransport | None) -> None:
+    def started(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> None:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy += 1
+            connection.current = body
 
     def finished(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> None:
         if transport is not None and (connection := self._open.get(transport)):
@@ -69,9 +72,22 @@ class ConnectionWatch:
         if connection.body is None or connection.body.is_eof():
             connection.partial = True
 
-    def client_closed(self, transport: asyncio.BaseTransport) -> None:
-        if connection := self._open.get(transport):
-            connection.client_closed = True
+    def client_closed(self, transport: asyncio.BaseTransport) -> bool:
+        """The client will send nothing more. Whether to keep the connection open to answer: yes while a
+        request whose body has all arrived is being answered, or a next one has begun to arrive; not when
+        nothing was asked, nor for a body that can now never be whole."""
+        connection = self._open.get(transport)
+        if connection is None:
+            return False
+        connection.client_closed = True
+        if connection.busy:
+            return connection.current is not None and connection.current.is_eof()
+        return connection.partial
+
+    def half_closed(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Whether the client has sent all it will: its answer is the connection's last."""
+        connection = self._open.get(transport) if transport is not None else None
+        return connection is not None and connection.client_closed
 
     def lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
         """Before aiohttp hears of it, while the last body is as the close found it."""
@@ -104,9 +120,13 @@ class _Watched(asyncio.Protocol):
         self._inner.data_received(data)  # type: ignore[attr-defined]
 
     def eof_received(self) -> bool | None:
-        if self._transport is not None:
-            self._watch.client_closed(self._transport)
-        return self._inner.eof_received()  # type: ignore[attr-defined]
+        """True keeps the connection open to write the answer (aiohttp alone would close it now). TLS has
+        no half-close: asyncio closes its connections whatever this returns, and warns if it is True."""
+        if self._transport is None:
+            return self._inner.eof_received()  # type: ignore[attr-defined]
+        keep_open = self._watch.client_closed(self._transport)
+        tls = self._transport.get_extra_info("sslcontext") is not None
+        return self._inner.eof_received() or (keep_open and not tls)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:

@@ -11,6 +11,7 @@ from service.follower import Refusal
 from service.predictor import ServedModel
 
 UNKNOWN_METHOD = "unknown"  # the method label of calls to methods this server lacks, so paths add no labels
+UNMATCHED_ROUTE = "unmatched"  # the route label of HTTP requests to no route, so paths add no labels
 
 
 class ServiceMetrics:
@@ -109,6 +110,11 @@ class ServiceMetrics:
             self._children[(method, code)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def unparsed_http(self, status: int) -> None:
+        """HTTP that could not be parsed, answered by aiohttp itself: counted, with no latency, since
+        nothing ran."""
+        self.http_requests.labels(UNMATCHED_ROUTE, str(status)).inc()
 
     def observe_http(self, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, str(status)).inc()

@@ -12,14 +12,14 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from service.answering import Answerer
 from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
 from service.http_connections import ConnectionWatch
-from service.metrics import ServiceMetrics
+from service.http_protocol import FAILED, quiet_malformed_http
+from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 from service.pixels import PIXELS, decoded
 from service.predictor import ModelSource, ServedModel, require_model
 from service.rest_tensors import HEADER_LENGTH, infer_request, infer_response, split_body
@@ -37,7 +37,6 @@ CSP = (
 # What an infer body may say it is: JSON; binary tensors after JSON (or no type at all, which aiohttp
 # reads as octet-stream); and what `curl -d` says of any body unless told otherwise.
 BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded")
-UNMATCHED = "unmatched"  # the route label of requests to no route, so paths add no labels
 # The status counted for a request whose client closed the connection before its body arrived (as
 # nginx logs it): there is no one left to send it to.
 CLIENT_CLOSED = 499
@@ -52,26 +51,6 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-class MalformedHttpInOneLine(logging.Filter):
-    """aiohttp answers HTTP it cannot parse (a header over its limit, a broken request line) with a 400
-    of its own and logs the client's mistake as an error with a traceback, once a request: any client
-    could fill the log so. Such a record becomes one line at WARNING; the server's own errors stay."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.msg, record.args = "a malformed HTTP request, answered 400: %s", (exc.message.splitlines()[0],)
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def quiet_malformed_http() -> None:
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, MalformedHttpInOneLine) for f in server_log.filters):
-        server_log.addFilter(MalformedHttpInOneLine())
 
 
 def reply(content: object, status: int = 200) -> web.Response:
@@ -251,10 +230,10 @@ class HttpGuard:
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else UNMATCHED
+        route = resource.canonical if resource is not None else UNMATCHED_ROUTE
         slot = False
         if self._connections is not None:
-            self._connections.started(request.transport)
+            self._connections.started(request.transport, request.content)
         try:
             if request.method == "OPTIONS" and self._allowed(request):
                 response: web.StreamResponse = self._preflight()
@@ -278,7 +257,7 @@ class HttpGuard:
             status = http_status_of(err)
             if status is None:
                 logger.exception("HTTP %s %s failed", request.method, request.path)
-                status, message = 500, "the server failed on this request; its log says why"
+                status, message = 500, FAILED
             else:
                 message = str(err)
             response = error(status, message)
@@ -288,6 +267,8 @@ class HttpGuard:
             if self._connections is not None:
                 self._connections.finished(request.transport, request.content)
         self._headers(request, response)
+        if self._connections is not None and self._connections.half_closed(request.transport):
+            response.force_close()  # nothing more can come on this connection
         self._metrics.observe_http(route, response.status, time.perf_counter() - start)
         return response
 

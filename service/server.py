@@ -8,6 +8,7 @@ import signal
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -30,6 +31,7 @@ from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as api_pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as api_grpc
 from service.http_connections import ConnectionWatch
+from service.http_protocol import JsonErrorHandler
 from service.inference_servicer import InferenceServicer
 from service.live import CHAMPION, SHADOW, LiveMetrics
 from service.metrics import ServiceMetrics
@@ -141,20 +143,25 @@ class Service:
             app = build_app(
                 self._config, self.follower, self.answers, self.guard, self.metrics, self.replica, self._connections
             )
-            self._http = web.AppRunner(
-                app,
-                access_log=None,  # requests are counted in the metrics, not logged one by one
-                keepalive_timeout=self._config.http_idle_seconds,  # also closes a connection slow to send its headers
+            connection_options: dict[str, Any] = {
+                "access_log": None,  # requests are counted in the metrics, not logged one by one
+                "keepalive_timeout": self._config.http_idle_seconds,  # also closes a connection slow to send headers
                 # What is left of a refused body is read for as long as a body may take, so that its client
                 # reads the answer rather than a reset; then the connection is closed.
-                lingering_time=self._config.http_read_seconds,
-                shutdown_timeout=self._config.grace_seconds,
-            )
+                "lingering_time": self._config.http_read_seconds,
+            }
+            self._http = web.AppRunner(app, shutdown_timeout=self._config.grace_seconds, **connection_options)
             await self._http.setup()
-            assert self._http.server is not None  # made by setup
-            # Not a SockSite: its protocols go under the watch, which counts the connections closed as idle.
+            server = self._http.server
+            assert server is not None  # made by setup
+            # Not a SockSite: each connection's protocol is made here, as the server itself would make it but
+            # answering unparseable HTTP in JSON, and goes under the watch, which counts those closed as idle.
             self._http_listener = await self._loop.create_server(
-                self._connections.protocols(self._http.server),
+                self._connections.protocols(
+                    lambda: JsonErrorHandler(
+                        server, loop=self._loop, counted=self.metrics.unparsed_http, **connection_options
+                    )
+                ),
                 sock=self._http_socket,
                 ssl=_ssl_context(self._config),
             )

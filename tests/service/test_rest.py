@@ -427,6 +427,50 @@ def test_a_kept_alive_connection_lives_while_it_asks_or_waits_for_an_answer(tmp_
         assert service.metrics.registry.get_sample_value("mnist37_http_timeouts_total", {"reason": "idle"}) == 1
 
 
+def test_a_client_that_shuts_its_sending_side_gets_its_answer_then_the_close(tmp_path: Path) -> None:
+    """A half-close (`nc -N`, `shutdown(SHUT_WR)`) after a request: answered, then closed at once, not
+    left to the idle limit; before a request, or in the middle of a body, closed at once."""
+    release = threading.Event()
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(10)
+        return _half(images)
+
+    def half_closed(port: int, request: bytes, wait: float = 0.0) -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            time.sleep(wait)
+            sock.shutdown(socket.SHUT_WR)
+            start, answer = time.monotonic(), b""
+            while chunk := sock.recv(65536):  # until the server closes
+                answer += chunk
+            return answer, time.monotonic() - start
+
+    settings = {"http_port": free_port(), "http_idle_seconds": 30.0, "http_read_seconds": 30.0}
+    with serving_fake(tmp_path, slow, **settings) as (service, _):
+        port = service.http_port
+        health = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+        body = infer_body(np.zeros((1, 784), np.uint8))
+        head = (
+            f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        release.set()
+        answer, waited = half_closed(port, health)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"ready": true}') and waited < 5
+        release.clear()
+        threading.Timer(1.0, release.set).start()  # the client shuts its side while its forward runs
+        answer, waited = half_closed(port, head + body, wait=0.3)
+        assert answer.startswith(b"HTTP/1.1 200") and json.loads(answer.partition(b"\r\n\r\n")[2])["outputs"]
+        assert waited < 5
+        assert half_closed(port, b"")[0] == b""  # nothing asked: closed at once
+        answer, waited = half_closed(port, head + body[:10], wait=0.3)  # a body that can never be whole
+        assert answer == b"" and waited < 5
+        assert call(port, "GET", "/v2/health/ready")[0] == 200
+        for reason in ("idle", "headers"):  # the client's close, not the server's limit
+            assert service.metrics.registry.get_sample_value("mnist37_http_timeouts_total", {"reason": reason}) == 0
+
+
 def test_https_with_the_grpc_sides_certificate(tmp_path: Path) -> None:
     certs = make_certificates(tmp_path)
     tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key)}
@@ -470,16 +514,28 @@ def test_the_readmes_curl_commands_work_as_written(tmp_path: Path) -> None:
                 assert answer["model_version"] == "9" and answer["outputs"][0]["data"] == [3]
 
 
-def test_malformed_http_gets_a_400_and_one_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_http_gets_a_json_400_counted_and_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
-        for malformed in (
-            b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
-            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        for malformed, why in (
+            (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n", "Got more than 8190 bytes"),
+            (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", "Invalid header token"),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "Received HTTPS traffic on an HTTP port"),
         ):
             with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
                 sock.sendall(malformed)
-                assert b" 400 Bad Request\r\n" in sock.recv(4096).split(b"\r\n")[0] + b"\r\n"
+                answer = b""
+                while chunk := sock.recv(65536):  # until the server closes the connection
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+            assert b"\r\ncontent-type: application/json\r\n" in head.lower() + b"\r\n"
+            assert json.loads(body)["error"].startswith(f"could not parse the request as HTTP/1.1: {why}")
         assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
-    logged = [r for r in caplog.records if r.name == "aiohttp.server"]
+        counted = {"route": "unmatched", "status": "400"}
+        assert service.metrics.registry.get_sample_value("mnist37_http_requests_total", counted) == 3
+    # TLS sent to the HTTP port is common on an open port and logged by aiohttp at DEBUG only.
+    logged = [r for r in caplog.records if r.name == "aiohttp.server" and r.levelno >= logging.INFO]
     assert len(logged) == 2 and all(r.levelname == "WARNING" and r.exc_info is None for r in logged)
     assert "malformed HTTP request, answered 400" in logged[0].getMessage()

@@ -1,0 +1,73 @@
+"""aiohttp's protocol for one HTTP connection, with what it answers on its own made like the rest of the
+HTTP side: HTTP it cannot parse (a header line over its limit, a broken request line) gets a JSON
+error that is counted, and is logged in one line rather than with a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import BaseRequest
+
+FAILED = "the server failed on this request; its log says why"  # the why is for the log, not the client
+
+
+def _first_line(exc: HttpProcessingError) -> str:
+    """aiohttp's message for what it could not parse, whose later lines quote the client's bytes."""
+    lines = exc.message.splitlines()
+    return lines[0].rstrip(":") if lines else type(exc).__name__
+
+
+class MalformedHttpInOneLine(logging.Filter):
+    """aiohttp logs a client's unparseable HTTP as an error with a traceback, once a request: any client
+    could fill the log so. Such a record becomes one line at WARNING; the server's own errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "a malformed HTTP request, answered 400: %s", (_first_line(exc),)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_http() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpInOneLine) for f in server_log.filters):
+        server_log.addFilter(MalformedHttpInOneLine())
+
+
+class JsonErrorHandler(web.RequestHandler):
+    """What aiohttp answers itself, before any route or middleware runs, as a JSON `{"error": ...}` with
+    `counted(status)` called: the middleware, which answers and counts every other request, never sees
+    these. aiohttp still logs them and closes the connection after the answer."""
+
+    __slots__ = ("_counted",)
+
+    def __init__(self, manager: web.Server, *, counted: Callable[[int], None], **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._counted = counted
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it, and raises if an answer has begun
+        if isinstance(exc, HttpProcessingError):
+            text = f"could not parse the request as HTTP/1.1: {_first_line(exc)}"
+        else:
+            text = FAILED
+        # Exactly application/json, as every other error of the HTTP side (rest.reply says why).
+        body = json.dumps({"error": text}).encode()
+        response = web.Response(body=body, status=status, content_type="application/json")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.force_close()
+        self._counted(status)
+        return response
