@@ -52,6 +52,10 @@ class ConnectionWatch:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy += 1
             connection.current = body
+            if connection.client_closed and not body.is_eof():
+                # The client ended its side before this request began, short of its body, which can now
+                # never be whole: as if it had closed the whole connection (the request counts as 499).
+                transport.close()
 
     def finished(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> None:
         if transport is not None and (connection := self._open.get(transport)):
