@@ -1,11 +1,14 @@
 """Live metrics per served version, champion and shadow alike: what it answers, how sure it is, and
 how often it says "neither" beside how often it expects to; and how the shadow compares.
 
-Counted with numpy per call, not per image through prometheus_client's lock, and turned into
-Prometheus families only when scraped: a 1024-image call costs a few array operations."""
+Counted per call, not per image through prometheus_client's lock, and turned into Prometheus families
+only when scraped: a 1024-image call costs a few array operations, and a call of a few images a few
+Python steps, since each numpy operation's own overhead is many times a few images' arithmetic."""
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ ANSWERS = ("3", "7", "neither")
 # How a shadow's answer to one image compares with the champion's.
 OUTCOMES = ("same_digit", "both_neither", "other_digit", "only_champion_neither", "only_shadow_neither")
 AGREEING = ("same_digit", "both_neither")
+FEW = 8  # images a call may have and be counted without numpy
 
 
 def outcomes(champion: Predictions, shadow: Predictions) -> np.ndarray:
@@ -45,6 +49,20 @@ def outcomes(champion: Predictions, shadow: Predictions) -> np.ndarray:
     )
 
 
+def _answers(predictions: Predictions) -> np.ndarray:
+    """How many images were answered 3, 7 and neither."""
+    digits, n = predictions.digits, len(predictions.digits)
+    if n <= FEW:
+        known = [True] * n if predictions.known is None else predictions.known.tolist()
+        threes = sum(1 for digit, k in zip(digits.tolist(), known, strict=True) if k and digit == 3)
+        recognised = sum(known)
+    else:
+        known_array = np.ones(n, bool) if predictions.known is None else predictions.known
+        threes = int(np.sum(known_array & (digits == 3)))
+        recognised = int(np.sum(known_array))
+    return np.array([threes, recognised - threes, n - recognised], np.int64)
+
+
 @dataclass
 class _Histogram:
     bounds: tuple[float, ...]
@@ -55,6 +73,12 @@ class _Histogram:
         self.counts = np.zeros(len(self.bounds) + 1, np.int64)
 
     def add(self, values: np.ndarray) -> None:
+        if len(values) <= FEW:
+            for value in values.tolist():
+                # As searchsorted below: a value on a bound goes in its bucket, NaN past every bound.
+                self.counts[len(self.bounds) if math.isnan(value) else bisect.bisect_left(self.bounds, value)] += 1
+                self.total += value
+            return
         # Prometheus's buckets are "less than or equal": side="left" puts a value on a bound in it.
         self.counts += np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts))
         self.total += float(values.sum())
@@ -113,10 +137,7 @@ class LiveMetrics(Collector):
                 del self._versions[key]
 
     def answered(self, role: str, predictions: Predictions) -> None:
-        digits = predictions.digits
-        known = np.ones(len(digits), bool) if predictions.known is None else predictions.known
-        threes = int(np.sum(known & (digits == 3)))
-        counts = np.array([threes, int(np.sum(known)) - threes, len(digits) - int(np.sum(known))], np.int64)
+        counts = _answers(predictions)
         with self._lock:
             version = self._versions.setdefault((role, predictions.version), _Version(None))
             version.answers += counts

@@ -76,6 +76,7 @@ class ServiceMetrics:
             self.http_timeouts.labels(reason)
         self._refused: dict[str, tuple[str, ...]] = {}  # alias → the labels of its refusal, if any
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}
+        self._http_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def count_in_flight(self, calls: Callable[[], float]) -> None:
         """Read at each scrape, so that the calls' own path does no more than count."""
@@ -117,5 +118,9 @@ class ServiceMetrics:
         self.http_requests.labels(UNMATCHED_ROUTE, str(status)).inc()
 
     def observe_http(self, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, str(status)).inc()
-        self.http_latency.labels(route).observe(seconds)
+        children = self._http_children.get((route, status))  # looked up once each, as for gRPC
+        if children is None:
+            children = self.http_requests.labels(route, str(status)), self.http_latency.labels(route)
+            self._http_children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
