@@ -23,15 +23,15 @@ SLACK_SECONDS = 0.001  # clocks read a moment apart
 
 
 class _Connection:
-    __slots__ = ("body", "busy", "client_closed", "current", "partial", "waiting_since")
+    __slots__ = ("body", "busy", "client_closed", "partial", "waiting_since")
 
     def __init__(self, now: float) -> None:
         self.busy = 0  # requests being answered; pipelined ones may overlap
         self.partial = False  # bytes arrived while nothing was being answered
         self.waiting_since = now
         self.client_closed = False
-        self.body: StreamReader | None = None  # the last answered request's
-        self.current: StreamReader | None = None  # the body of the request being answered
+        # The body of the request begun last: the one being answered, or else the last answered.
+        self.body: StreamReader | None = None
 
 
 class ConnectionWatch:
@@ -51,16 +51,15 @@ class ConnectionWatch:
     def started(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> None:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy += 1
-            connection.current = body
+            connection.body = body
             if connection.client_closed and not body.is_eof():
                 # The client ended its side before this request began, short of its body, which can now
                 # never be whole: as if it had closed the whole connection (the request counts as 499).
                 transport.close()
 
-    def finished(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> None:
+    def finished(self, transport: asyncio.BaseTransport | None) -> None:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy = max(0, connection.busy - 1)
-            connection.body = body
             if not connection.busy:
                 connection.waiting_since = asyncio.get_running_loop().time()
                 connection.partial = False
@@ -85,7 +84,7 @@ class ConnectionWatch:
             return False
         connection.client_closed = True
         if connection.busy:
-            return connection.current is not None and connection.current.is_eof()
+            return connection.body is not None and connection.body.is_eof()
         return connection.partial
 
     def half_closed(self, transport: asyncio.BaseTransport | None) -> bool:

@@ -1,6 +1,6 @@
-"""aiohttp's protocol for one HTTP connection, with what it answers on its own made like the rest of the
-HTTP side: HTTP it cannot parse (a header line over its limit, a broken request line) gets a JSON
-error that is counted, and is logged in one line rather than with a traceback."""
+"""The HTTP side's JSON answers, and aiohttp's protocol for one connection with what it answers on its
+own made like them: HTTP it cannot parse (a header line over its limit, a broken request line) gets a
+JSON error that is counted, and is logged in one line rather than with a traceback."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
 FAILED = "the server failed on this request; its log says why"  # the why is for the log, not the client
+
+
+def reply(content: object, status: int = 200) -> web.Response:
+    """A JSON response, typed exactly application/json: JSON has no charset parameter, and clients
+    (KServe's among them) read an error's message only from a body of exactly that type."""
+    return web.Response(body=json.dumps(content).encode(), status=status, content_type="application/json")
+
+
+def error(status: int, message: str) -> web.Response:
+    return reply({"error": message}, status)
 
 
 def _first_line(exc: HttpProcessingError) -> str:
@@ -64,9 +74,7 @@ class JsonErrorHandler(web.RequestHandler):
             text = f"could not parse the request as HTTP/1.1: {_first_line(exc)}"
         else:
             text = FAILED
-        # Exactly application/json, as every other error of the HTTP side (rest.reply says why).
-        body = json.dumps({"error": text}).encode()
-        response = web.Response(body=body, status=status, content_type="application/json")
+        response = error(status, text)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.force_close()
         self._counted(status)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,7 @@ from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
 from service.http_connections import ConnectionWatch
-from service.http_protocol import FAILED, quiet_malformed_http
+from service.http_protocol import FAILED, error, quiet_malformed_http, reply
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 from service.pixels import PIXELS, decoded
 from service.predictor import ModelSource, ServedModel, require_model
@@ -51,16 +50,6 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def reply(content: object, status: int = 200) -> web.Response:
-    """A JSON response, typed exactly application/json: JSON has no charset parameter, and clients
-    (KServe's among them) read an error's message only from a body of exactly that type."""
-    return web.Response(body=json.dumps(content).encode(), status=status, content_type="application/json")
-
-
-def error(status: int, message: str) -> web.Response:
-    return reply({"error": message}, status)
 
 
 def _explained(err: web.HTTPException, request: web.Request) -> str:
@@ -265,7 +254,7 @@ class HttpGuard:
             if slot:
                 self._guard.give_back_call_slot()
             if self._connections is not None:
-                self._connections.finished(request.transport, request.content)
+                self._connections.finished(request.transport)
         self._headers(request, response)
         if self._connections is not None and self._connections.half_closed(request.transport):
             response.force_close()  # nothing more can come on this connection
