@@ -26,6 +26,7 @@ from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from service.errors import ModelRefusedError, UntrustedModelError, first_line
+from service.graph_call import Forward, forward_of
 from service.predictor import PredictFn
 
 PROGRAM = "data/model.pt2"
@@ -79,7 +80,7 @@ def check_listing(paths: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Program:
-    module: torch.nn.Module
+    forward: Forward  # (N, 784) float32 tensor → its output tensor
     ood_threshold: float | None  # from the MLmodel's metadata; None: the program cannot abstain
 
 
@@ -226,6 +227,8 @@ def _listing(store: ArtifactRepository) -> list[str]:
 # torch.export.load sets a module-wide deserializer while it runs: two at once (the served alias's
 # follower and the shadow's, each on its own thread) fail with "_CURRENT_DESERIALIZER is already set".
 _EXPORT_LOAD = threading.Lock()
+# Images a program's direct call must answer exactly as torch's wrapper does before it is used.
+_PROBE = np.random.default_rng(0).random((3, 784), dtype=np.float32)
 
 
 def load_program(location: str, tracking_uri: str) -> Program:
@@ -245,25 +248,23 @@ def load_program(location: str, tracking_uri: str) -> Program:
         check_program(program)
         try:
             with _EXPORT_LOAD:
-                module = torch.export.load(program).module()
+                exported = torch.export.load(program)
+            forward = forward_of(exported, torch.from_numpy(_PROBE))
         except Exception as err:
             raise ModelRefusedError(f"{PROGRAM} could not be loaded: {first_line(err)}") from None
-    # The program's own guards still run inside its graph; the pre-call check of the inputs' tree only
-    # repeats what decoding has already checked, on every call.
-    module.validate_inputs = False  # type: ignore[assignment]  # a plain attribute, which torch reads
-    return Program(module, threshold)
+    return Program(forward, threshold)
 
 
 def load_predictor(location: str, tracking_uri: str) -> tuple[PredictFn, float | None]:
     """The checked pt2 program at `location` as a PredictFn, and its abstention threshold if it has one."""
     program = load_program(location, tracking_uri)
-    module = program.module
+    forward = program.forward
 
     def predict(images: np.ndarray) -> np.ndarray:
         if not images.flags.writeable:  # decoded straight from the request buffer; torch wants writable memory
             images = images.copy()
         with torch.inference_mode():
-            out: np.ndarray = module(torch.from_numpy(images)).numpy()
+            out: np.ndarray = forward(torch.from_numpy(images)).numpy()
         return out
 
     return predict, program.ood_threshold

@@ -22,7 +22,7 @@ def test_a_genuine_version_loads_and_answers_like_the_trainer_exported_it(regist
     folder = model_files(registry.uri, registry.good, tmp_path / "good")
     loaded = load_program(str(folder), registry.uri)
     assert loaded.ood_threshold is None  # the trainer's versions do not abstain yet
-    program = loaded.module
+    program = loaded.forward
     reference = torch.export.load(folder / "data" / "model.pt2").module()
     images = torch.from_numpy(np.random.default_rng(0).random((5, 784), dtype=np.float32))
     with torch.inference_mode():

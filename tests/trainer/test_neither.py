@@ -111,7 +111,7 @@ def test_the_threshold_travels_in_the_version_and_non_digits_are_rejected(
 
     def scores(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = program.module(torch.from_numpy(images.astype(np.float32) / 255)).numpy()
+            out = program.forward(torch.from_numpy(images.astype(np.float32) / 255)).numpy()
         assert out.shape == (len(images), 2)
         return out[:, 1]
 
