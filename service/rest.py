@@ -74,10 +74,13 @@ class RestApi:
         self._max_batch = max_batch
 
     def routes(self, app: web.Application) -> None:
-        for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        prefixes = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
+        # aiohttp tries routes in the order they were added: infer, the busiest, first.
+        for prefix in prefixes:
+            app.router.add_post(f"{prefix}/infer", self.infer)
+        for prefix in prefixes:
             app.router.add_get(prefix, self.model_metadata)
             app.router.add_get(f"{prefix}/ready", self.model_ready)
-            app.router.add_post(f"{prefix}/infer", self.infer)
         app.router.add_get("/v2", self.server_metadata)
         app.router.add_get("/v2/health/live", self.server_live)
         app.router.add_get("/v2/health/ready", self.server_ready)
@@ -267,11 +270,10 @@ class HttpGuard:
             # Refused before a byte of it is read: else a slow client over the limit would wait out the
             # read's time limit and get a 408 for what is a 413.
             raise Refused(413, f"a body of {declared} bytes is over the limit of {self._max_body_bytes}")
-        if request.body_exists:
+        if request.body_exists and not request.content.is_eof():
             # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
-            limit = None if request.content.is_eof() else self._read_seconds
             try:
-                async with asyncio.timeout(limit):
+                async with asyncio.timeout(self._read_seconds):
                     await request.read()  # kept by the request: the handler's read returns it at once
             except TimeoutError:
                 self._metrics.http_timeouts.labels("body").inc()
