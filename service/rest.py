@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import version as package_version
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from service.answering import Answerer
 from service.calls import CallGuard
@@ -41,6 +41,8 @@ BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www
 CLIENT_CLOSED = 499
 REPLICA_HEADER = "Mnist37-Replica"  # which server answered, as gRPC's trailing metadata says
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ExpectHandler = Callable[[web.Request], Awaitable[None]]
+CONTINUE = "100-continue"  # the one expectation HTTP/1.1 defines
 
 
 class Refused(Exception):
@@ -73,17 +75,17 @@ class RestApi:
         self._name = model_name
         self._max_batch = max_batch
 
-    def routes(self, app: web.Application) -> None:
+    def routes(self, app: web.Application, expect: ExpectHandler) -> None:
         prefixes = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
         # aiohttp tries routes in the order they were added: infer, the busiest, first.
         for prefix in prefixes:
-            app.router.add_post(f"{prefix}/infer", self.infer)
+            app.router.add_post(f"{prefix}/infer", self.infer, expect_handler=expect)
         for prefix in prefixes:
-            app.router.add_get(prefix, self.model_metadata)
-            app.router.add_get(f"{prefix}/ready", self.model_ready)
-        app.router.add_get("/v2", self.server_metadata)
-        app.router.add_get("/v2/health/live", self.server_live)
-        app.router.add_get("/v2/health/ready", self.server_ready)
+            app.router.add_get(prefix, self.model_metadata, expect_handler=expect)
+            app.router.add_get(f"{prefix}/ready", self.model_ready, expect_handler=expect)
+        app.router.add_get("/v2", self.server_metadata, expect_handler=expect)
+        app.router.add_get("/v2/health/live", self.server_live, expect_handler=expect)
+        app.router.add_get("/v2/health/ready", self.server_ready, expect_handler=expect)
 
     def _check_name(self, request: web.Request) -> None:
         name = request.match_info["model"]
@@ -172,7 +174,7 @@ class RestApi:
         )
 
 
-def page_routes(app: web.Application, model_name: str) -> None:
+def page_routes(app: web.Application, model_name: str, expect: ExpectHandler) -> None:
     """The drawing page at / and its assets under /page/, read once; the page is told the model's name."""
     assets: dict[str, tuple[bytes, str]] = {}
     for path in sorted(PAGE.glob("*")):
@@ -191,8 +193,13 @@ def page_routes(app: web.Application, model_name: str) -> None:
             raise web.HTTPNotFound()
         return web.Response(body=found[0], content_type=found[1], charset="utf-8")
 
-    app.router.add_get("/", page)
-    app.router.add_get("/page/{name}", asset)
+    app.router.add_get("/", page, expect_handler=expect)
+    app.router.add_get("/page/{name}", asset, expect_handler=expect)
+
+
+def _guarded(route: str) -> bool:
+    """Whether a route needs the token and a call slot: the API's, but not health or the page."""
+    return route.startswith("/v2/models") or route == "/v2"
 
 
 class HttpGuard:
@@ -227,10 +234,13 @@ class HttpGuard:
         if self._connections is not None:
             self._connections.started(request.transport, request.content)
         try:
+            expectation = request.headers.get("Expect")
+            if expectation is not None and expectation.lower() != CONTINUE:
+                raise Refused(417, f"expected no Expect header or 'Expect: {CONTINUE}', got {expectation!r}")
             if request.method == "OPTIONS" and self._allowed(request):
                 response: web.StreamResponse = self._preflight()
             else:
-                if route.startswith("/v2/models") or route == "/v2":
+                if _guarded(route):
                     if not self._guard.authorized(request.headers.get("Authorization", "")):
                         raise Refused(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'")
                     if not self._guard.take_call_slot():
@@ -264,12 +274,34 @@ class HttpGuard:
         self._metrics.observe_http(route, response.status, time.perf_counter() - start)
         return response
 
-    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def expect(self, request: web.Request) -> None:
+        """aiohttp's call, before the middleware, for a request with an Expect header: the interim
+        `100 Continue` only to an HTTP/1.1 client whose body would be read. A body over the limit or a
+        missing token gets its refusal from the middleware instead, and an expectation other than
+        100-continue its 417, so that every one of them is a counted JSON error."""
+        if request.headers.get("Expect", "").lower() != CONTINUE or request.version != HttpVersion11:
+            return
+        resource = request.match_info.route.resource
+        unauthorized = (
+            resource is not None
+            and _guarded(resource.canonical)
+            and not self._guard.authorized(request.headers.get("Authorization", ""))
+        )
+        if self._over_limit(request) or unauthorized:
+            return
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler does: the response has not begun
+
+    def _over_limit(self, request: web.Request) -> bool:
         declared = request.content_length
-        if declared is not None and declared > self._max_body_bytes:
+        return declared is not None and declared > self._max_body_bytes
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._over_limit(request):
             # Refused before a byte of it is read: else a slow client over the limit would wait out the
             # read's time limit and get a 408 for what is a 413.
-            raise Refused(413, f"a body of {declared} bytes is over the limit of {self._max_body_bytes}")
+            declared = f"a body of {request.content_length} bytes"
+            raise Refused(413, f"{declared} is over the limit of {self._max_body_bytes}")
         if request.body_exists and not request.content.is_eof():
             # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
             try:
@@ -325,6 +357,6 @@ def build_app(
         middlewares=[middleware.handle],
         client_max_size=config.max_message_bytes,
     )
-    RestApi(models, answers, config.model_name, config.max_batch, replica).routes(app)
-    page_routes(app, config.model_name)
+    RestApi(models, answers, config.model_name, config.max_batch, replica).routes(app, middleware.expect)
+    page_routes(app, config.model_name, middleware.expect)
     return app

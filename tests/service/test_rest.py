@@ -334,6 +334,48 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(tmp_path: P
         assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
 
 
+def _expecting(port: int, body: bytes, expectation: str, declared: int | None = None, token: str = "") -> bytes:
+    """Headers with an Expect, then what the server sends before any body: the interim 100 or its answer."""
+    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{authorization}"
+        f"Content-Length: {declared or len(body)}\r\nExpect: {expectation}\r\n\r\n".encode()
+    )
+    first = sock.recv(65536)
+    if first == b"HTTP/1.1 100 Continue\r\n\r\n":
+        sock.sendall(body)
+        first += sock.recv(65536)
+    sock.close()
+    return first
+
+
+def test_expect_100_continue_is_answered_only_for_a_body_that_would_be_read(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    settings = {"http_port": free_port(), "http_read_seconds": 30.0, "token_file": str(token)}
+    with serving_fake(tmp_path, _half, max_message_bytes=10_000, **settings) as (service, _):
+        port, body = service.http_port, infer_body(np.zeros((1, 784), np.uint8))
+        answer = _expecting(port, body, "100-Continue", token="s3cret")
+        assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        # No 100 for a body that would be refused: the refusal comes at once, before the client sends it.
+        for declared, token_sent, status, message in (
+            (20_000, "s3cret", b"413", "a body of 20000 bytes is over the limit of 10000"),
+            (None, "", b"401", "missing or wrong token"),
+            (None, "s3cret", b"417", "expected no Expect header or 'Expect: 100-continue', got 'fast-please'"),
+        ):
+            expectation = "fast-please" if status == b"417" else "100-continue"
+            head, _, reply = _expecting(port, body, expectation, declared, token_sent).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 " + status), head
+            assert b"\r\ncontent-type: application/json\r\n" in head.lower() + b"\r\n"
+            assert json.loads(reply)["error"].startswith(message)
+        route = "/v2/models/{model}/infer"
+        sample = service.metrics.registry.get_sample_value
+        for status in ("200", "413", "401", "417"):
+            assert sample("mnist37_http_requests_total", {"route": route, "status": status}) == 1, status
+        assert call(port, "GET", "/v2/health/ready")[0] == 200
+
+
 def test_a_client_gone_before_its_body_is_counted_not_logged_as_a_failure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
