@@ -371,8 +371,8 @@ def test_expect_100_continue_is_answered_only_for_a_body_that_would_be_read(tmp_
             assert json.loads(reply)["error"].startswith(message)
         route = "/v2/models/{model}/infer"
         sample = service.metrics.registry.get_sample_value
-        for status in ("200", "413", "401", "417"):
-            assert sample("mnist37_http_requests_total", {"route": route, "status": status}) == 1, status
+        for counted in ("200", "413", "401", "417"):
+            assert sample("mnist37_http_requests_total", {"route": route, "status": counted}) == 1, counted
         assert call(port, "GET", "/v2/health/ready")[0] == 200
 
 
