@@ -65,6 +65,18 @@ def test_a_plain_program_is_called_through_its_graph_and_answers_as_the_wrapper_
             assert torch.equal(forward(images), wrapper(images))
 
 
+def test_the_direct_call_runs_the_guards_the_wrapper_runs() -> None:
+    # Exported for 2 to 10 images: torch's guards refuse 11, and take 1 (it exports sizes 0 and 1 apart).
+    program = torch.export.export(Plain().eval(), (PROBE,), dynamic_shapes=({0: Dim("batch", min=2, max=10)},))
+    forward, wrapper = forward_of(program, PROBE), program.module()
+    assert forward.__qualname__.startswith("_graph_call")
+    with torch.inference_mode():
+        assert torch.equal(forward(torch.ones(1, 784)), wrapper(torch.ones(1, 784)))
+        for call in (forward, wrapper):
+            with pytest.raises(AssertionError, match=r"Guard failed: x.size\(\)\[0\] <= 10"):
+                call(torch.zeros(11, 784))
+
+
 @pytest.mark.parametrize(
     "program",
     [exported(TwoOutputs()), exported(Counting()).run_decompositions()],
@@ -80,9 +92,9 @@ def test_any_other_program_keeps_the_wrapper(program: ExportedProgram) -> None:
 def test_a_graph_that_answers_otherwise_than_its_wrapper_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     program = exported(Plain())
     wrapper = program.module()
-    monkeypatch.setattr(graph_call, "_graph_call", lambda _: lambda images: wrapper(images) + 1e-6)
+    monkeypatch.setattr(graph_call, "_graph_call", lambda *_: lambda images: wrapper(images) + 1e-6)
     assert isinstance(forward_of(program, PROBE), nn.Module)
-    monkeypatch.setattr(graph_call, "_graph_call", lambda _: lambda images: wrapper(images))
+    monkeypatch.setattr(graph_call, "_graph_call", lambda *_: lambda images: wrapper(images))
     assert not isinstance(forward_of(program, PROBE), nn.Module)  # the check itself lets an equal one through
 
 
