@@ -142,10 +142,13 @@ class CallGuard(Interceptor):
     # The call slots and the token are shared with the HTTP side: one limit and one token for the service.
     def take_call_slot(self) -> bool:
         """Take one of the --max-in-flight slots; False when every one is taken."""
-        if self.in_flight >= self._max_in_flight:
+        if not self.slot_free():
             return False
         self.in_flight += 1
         return True
+
+    def slot_free(self) -> bool:
+        return self.in_flight < self._max_in_flight
 
     def give_back_call_slot(self) -> None:
         self.in_flight -= 1

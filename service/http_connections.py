@@ -52,10 +52,11 @@ class ConnectionWatch:
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy += 1
             connection.body = body
-            if connection.client_closed and not body.is_eof():
-                # The client ended its side before this request began, short of its body, which can now
-                # never be whole: as if it had closed the whole connection (the request counts as 499).
-                transport.close()
+
+    def cut_short(self, transport: asyncio.BaseTransport | None, body: StreamReader) -> bool:
+        """Whether the client has ended its side short of this body, which can now never be whole."""
+        connection = self._open.get(transport) if transport is not None else None
+        return connection is not None and connection.client_closed and not body.is_eof()
 
     def finished(self, transport: asyncio.BaseTransport | None) -> None:
         if transport is not None and (connection := self._open.get(transport)):

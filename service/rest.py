@@ -197,6 +197,16 @@ def page_routes(app: web.Application, model_name: str, expect: ExpectHandler) ->
     app.router.add_get("/page/{name}", asset, expect_handler=expect)
 
 
+def _expectations(request: web.Request) -> list[str]:
+    """Every value of the request's Expect lines, lowercased; empty ones dropped, as HTTP says to."""
+    return [
+        value.strip().lower()
+        for line in request.headers.getall("Expect", [])
+        for value in line.split(",")
+        if value.strip()
+    ]
+
+
 def _guarded(route: str) -> bool:
     """Whether a route needs the token and a call slot: the API's, but not health or the page."""
     return route.startswith("/v2/models") or route == "/v2"
@@ -234,9 +244,9 @@ class HttpGuard:
         if self._connections is not None:
             self._connections.started(request.transport, request.content)
         try:
-            expectation = request.headers.get("Expect")
-            if expectation is not None and expectation.lower() != CONTINUE:
-                raise Refused(417, f"expected no Expect header or 'Expect: {CONTINUE}', got {expectation!r}")
+            if any(value != CONTINUE for value in _expectations(request)):
+                sent = ", ".join(request.headers.getall("Expect"))
+                raise Refused(417, f"expected no Expect header or 'Expect: {CONTINUE}', got {sent!r}")
             if request.method == "OPTIONS" and self._allowed(request):
                 response: web.StreamResponse = self._preflight()
             else:
@@ -270,26 +280,29 @@ class HttpGuard:
                 self._connections.finished(request.transport)
         self._headers(request, response)
         if self._connections is not None and self._connections.half_closed(request.transport):
-            response.force_close()  # nothing more can come on this connection
+            response.force_close()  # nothing more can come on this connection,
+            request.content.feed_eof()  # nor the rest of a body left unread: aiohttp need not wait for it
         self._metrics.observe_http(route, response.status, time.perf_counter() - start)
         return response
 
     async def expect(self, request: web.Request) -> None:
         """aiohttp's call, before the middleware, for a request with an Expect header: the interim
-        `100 Continue` only to an HTTP/1.1 client whose body would be read. A body over the limit or a
-        missing token gets its refusal from the middleware instead, and an expectation other than
-        100-continue its 417, so that every one of them is a counted JSON error."""
-        if request.headers.get("Expect", "").lower() != CONTINUE or request.version != HttpVersion11:
+        `100 Continue` only to an HTTP/1.1 client whose body would be read. A body over the limit, a
+        missing token or no free call slot gets its refusal from the middleware instead, and an
+        expectation other than 100-continue its 417, so that every one of them is a counted JSON error."""
+        if set(_expectations(request)) != {CONTINUE} or request.version != HttpVersion11:
             return
         resource = request.match_info.route.resource
-        unauthorized = (
-            resource is not None
-            and _guarded(resource.canonical)
-            and not self._guard.authorized(request.headers.get("Authorization", ""))
+        guarded = resource is not None and _guarded(resource.canonical)
+        refused = guarded and (
+            not self._guard.authorized(request.headers.get("Authorization", "")) or not self._guard.slot_free()
         )
-        if self._over_limit(request) or unauthorized:
+        if refused or self._over_limit(request):
             return
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except ConnectionResetError:  # the client is gone; reading its body tells the middleware so (499)
+            return
         request.writer.output_size = 0  # as aiohttp's own handler does: the response has not begun
 
     def _over_limit(self, request: web.Request) -> bool:
@@ -300,9 +313,14 @@ class HttpGuard:
         if self._over_limit(request):
             # Refused before a byte of it is read: else a slow client over the limit would wait out the
             # read's time limit and get a 408 for what is a 413.
-            declared = f"a body of {request.content_length} bytes"
-            raise Refused(413, f"{declared} is over the limit of {self._max_body_bytes}")
+            raise Refused(413, f"a body of {request.content_length} bytes is over the limit of {self._max_body_bytes}")
         if request.body_exists and not request.content.is_eof():
+            if self._connections is not None and self._connections.cut_short(request.transport, request.content):
+                # The client ended its side short of the body, which can now never be whole: as if it had
+                # closed the whole connection. A refusal that needs no body (above) is still sent.
+                if request.transport is not None:
+                    request.transport.close()
+                raise Refused(CLIENT_CLOSED, "the client ended its side of the connection before its body arrived")
             # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
             try:
                 async with asyncio.timeout(self._read_seconds):

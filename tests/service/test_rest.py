@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -369,11 +370,40 @@ def test_expect_100_continue_is_answered_only_for_a_body_that_would_be_read(tmp_
             assert head.startswith(b"HTTP/1.1 " + status), head
             assert b"\r\ncontent-type: application/json\r\n" in head.lower() + b"\r\n"
             assert json.loads(reply)["error"].startswith(message)
+        # Expect is a list: empty values are no expectation, and every line counts.
+        assert (
+            call(port, "POST", f"/v2/models/{MODEL}/infer", body, Expect=" , ", Authorization="Bearer s3cret")[0] == 200
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nExpect: fast-please\r\n\r\n".encode()
+                + body
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 417")
         route = "/v2/models/{model}/infer"
         sample = service.metrics.registry.get_sample_value
-        for counted in ("200", "413", "401", "417"):
-            assert sample("mnist37_http_requests_total", {"route": route, "status": counted}) == 1, counted
+        for counted, times in (("200", 2), ("413", 1), ("401", 1), ("417", 2)):
+            assert sample("mnist37_http_requests_total", {"route": route, "status": counted}) == times, counted
         assert call(port, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_a_client_that_resets_after_expecting_100_continue_is_not_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", service.http_port), timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            sock.sendall(
+                f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n".encode()
+            )
+            sock.close()
+        time.sleep(0.5)
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(("service", "aiohttp"))]
+    assert not logged, [r.getMessage() for r in logged]
 
 
 def test_a_client_gone_before_its_body_is_counted_not_logged_as_a_failure(
@@ -509,6 +539,9 @@ def test_a_client_that_shuts_its_sending_side_gets_its_answer_then_the_close(tmp
         for wait in (0.0, 0.3):  # the end may come before the request has begun, or while its body is read
             answer, waited = half_closed(port, head + body[:10], wait=wait)  # a body that can never be whole
             assert answer == b"" and waited < 1
+        over = head.replace(f"Content-Length: {len(body)}".encode(), b"Content-Length: 1000000000")
+        answer, waited = half_closed(port, over)  # refused without its body: the refusal is still sent
+        assert answer.startswith(b"HTTP/1.1 413") and waited < 5
         gone = {"route": "/v2/models/{model}/infer", "status": "499"}
         wait_until(
             lambda: service.metrics.registry.get_sample_value("mnist37_http_requests_total", gone) == 2, 5, "two 499s"
