@@ -314,6 +314,7 @@ class HttpGuard:
             # Refused before a byte of it is read: else a slow client over the limit would wait out the
             # read's time limit and get a 408 for what is a 413.
             raise Refused(413, f"a body of {request.content_length} bytes is over the limit of {self._max_body_bytes}")
+        # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
         if request.body_exists and not request.content.is_eof():
             if self._connections is not None and self._connections.cut_short(request.transport, request.content):
                 # The client ended its side short of the body, which can now never be whole: as if it had
@@ -321,7 +322,6 @@ class HttpGuard:
                 if request.transport is not None:
                     request.transport.close()
                 raise Refused(CLIENT_CLOSED, "the client ended its side of the connection before its body arrived")
-            # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
             try:
                 async with asyncio.timeout(self._read_seconds):
                     await request.read()  # kept by the request: the handler's read returns it at once
