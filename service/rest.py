@@ -207,6 +207,12 @@ def _expectations(request: web.Request) -> list[str]:
     ]
 
 
+def _route(request: web.Request) -> str:
+    """The route a request matched, as the metrics name it."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
 def _guarded(route: str) -> bool:
     """Whether a route needs the token and a call slot: the API's, but not health or the page."""
     return route.startswith("/v2/models") or route == "/v2"
@@ -238,8 +244,7 @@ class HttpGuard:
     @web.middleware
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+        route = _route(request)
         slot = False
         if self._connections is not None:
             self._connections.started(request.transport, request.content)
@@ -251,7 +256,7 @@ class HttpGuard:
                 response: web.StreamResponse = self._preflight()
             else:
                 if _guarded(route):
-                    if not self._guard.authorized(request.headers.get("Authorization", "")):
+                    if not self._authorized(request):
                         raise Refused(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'")
                     if not self._guard.take_call_slot():
                         raise Refused(429, self._guard.full_message())
@@ -292,11 +297,7 @@ class HttpGuard:
         expectation other than 100-continue its 417, so that every one of them is a counted JSON error."""
         if set(_expectations(request)) != {CONTINUE} or request.version != HttpVersion11:
             return
-        resource = request.match_info.route.resource
-        guarded = resource is not None and _guarded(resource.canonical)
-        refused = guarded and (
-            not self._guard.authorized(request.headers.get("Authorization", "")) or not self._guard.slot_free()
-        )
+        refused = _guarded(_route(request)) and (not self._authorized(request) or not self._guard.slot_free())
         if refused or self._over_limit(request):
             return
         try:
@@ -304,6 +305,9 @@ class HttpGuard:
         except ConnectionResetError:  # the client is gone; reading its body tells the middleware so (499)
             return
         request.writer.output_size = 0  # as aiohttp's own handler does: the response has not begun
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self._guard.authorized(request.headers.get("Authorization", ""))
 
     def _over_limit(self, request: web.Request) -> bool:
         declared = request.content_length
