@@ -96,10 +96,16 @@ class ConnectionWatch:
     def lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
         """Before aiohttp hears of it, while the last body is as the close found it."""
         connection = self._open.pop(transport, None)
-        if connection is None or exc is not None or connection.client_closed or connection.busy:
+        if connection is None:
             return
         if connection.body is not None and not connection.body.is_eof():
-            return  # its body was never read to the end: aiohttp's lingering close
+            if not connection.busy:
+                # The rest of a refused body, which aiohttp would go on waiting for until its lingering
+                # limit with no client left to send it: its wait ends now.
+                connection.body.feed_eof()
+            return  # its body was never read to the end: aiohttp's lingering close, not idleness
+        if exc is not None or connection.client_closed or connection.busy:
+            return
         waited = asyncio.get_running_loop().time() - connection.waiting_since
         if waited + SLACK_SECONDS >= self._idle:
             self._closed(HEADERS if connection.partial else IDLE)

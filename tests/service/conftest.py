@@ -56,6 +56,14 @@ class BackgroundService:
     def start(self, follow: bool = True) -> None:
         self._on_loop(self.service.start(follow))
 
+    def tasks(self) -> int:
+        """How many tasks the service's loop holds: each open HTTP connection's handler is one."""
+
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+
+        return self._on_loop(count())
+
     def shutdown(self, grace: float, drain: float = 0.0) -> None:
         try:
             self._on_loop(self.service.stop(grace, drain))

@@ -335,6 +335,22 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(tmp_path: P
         assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
 
 
+def test_a_refused_body_is_not_waited_for_once_its_client_has_gone(tmp_path: Path) -> None:
+    settings = {"http_port": free_port(), "http_read_seconds": 30.0}
+    with serving_fake(tmp_path, _half, max_message_bytes=10_000, **settings) as (service, _):
+        before = service.tasks()
+        with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 20000\r\n\r\n{".encode()
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+            # The connection's handler reads what is left of the body, for up to the read's 30 s limit,
+            assert service.tasks() > before
+        # and stops as soon as the client has gone: nothing more can arrive.
+        wait_until(lambda: service.tasks() == before, 5, "the connection's handler to end")
+
+
 def _expecting(port: int, body: bytes, expectation: str, declared: int | None = None, token: str = "") -> bytes:
     """Headers with an Expect, then what the server sends before any body: the interim 100 or its answer."""
     authorization = f"Authorization: Bearer {token}\r\n" if token else ""
