@@ -197,6 +197,24 @@ def page_routes(app: web.Application, model_name: str, expect: ExpectHandler) ->
     app.router.add_get("/page/{name}", asset, expect_handler=expect)
 
 
+def unmatched_route(app: web.Application, expect: ExpectHandler) -> None:
+    """The last route, taking whatever no other route does, as aiohttp would answer it (405 naming the
+    methods the path allows, else 404), so that its Expect header reaches `expect` too: for a request
+    that matches no route, aiohttp's own handler sends a 100 even for a body over the limit, and a
+    plain-text 417 that no middleware sees."""
+    others = list(app.router.resources())
+
+    async def unmatched(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in others:
+            allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+    app.router.add_route("*", "/{path:.*}", unmatched, expect_handler=expect, name=UNMATCHED_ROUTE)
+
+
 def _expectations(request: web.Request) -> list[str]:
     """Every value of the request's Expect lines, lowercased; empty ones dropped, as HTTP says to."""
     return [
@@ -210,7 +228,7 @@ def _expectations(request: web.Request) -> list[str]:
 def _route(request: web.Request) -> str:
     """The route a request matched, as the metrics name it."""
     resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+    return resource.canonical if resource is not None and resource.name != UNMATCHED_ROUTE else UNMATCHED_ROUTE
 
 
 def _guarded(route: str) -> bool:
@@ -254,6 +272,8 @@ class HttpGuard:
                 raise Refused(417, f"expected no Expect header or 'Expect: {CONTINUE}', got {sent!r}")
             if request.method == "OPTIONS" and self._allowed(request):
                 response: web.StreamResponse = self._preflight()
+            elif route == UNMATCHED_ROUTE:
+                response = await handler(request)  # a 404 or 405 whatever the body, which is not read
             else:
                 if _guarded(route):
                     if not self._authorized(request):
@@ -293,11 +313,14 @@ class HttpGuard:
     async def expect(self, request: web.Request) -> None:
         """aiohttp's call, before the middleware, for a request with an Expect header: the interim
         `100 Continue` only to an HTTP/1.1 client whose body would be read. A body over the limit, a
-        missing token or no free call slot gets its refusal from the middleware instead, and an
-        expectation other than 100-continue its 417, so that every one of them is a counted JSON error."""
+        missing token, no free call slot or no route gets its refusal from the middleware instead, and
+        an expectation other than 100-continue its 417, so that every one of them is a counted JSON error."""
         if set(_expectations(request)) != {CONTINUE} or request.version != HttpVersion11:
             return
-        refused = _guarded(_route(request)) and (not self._authorized(request) or not self._guard.slot_free())
+        route = _route(request)
+        if route == UNMATCHED_ROUTE:
+            return  # a 404 or 405, whatever the body
+        refused = _guarded(route) and (not self._authorized(request) or not self._guard.slot_free())
         if refused or self._over_limit(request):
             return
         try:
@@ -381,4 +404,5 @@ def build_app(
     )
     RestApi(models, answers, config.model_name, config.max_batch, replica).routes(app, middleware.expect)
     page_routes(app, config.model_name, middleware.expect)
+    unmatched_route(app, middleware.expect)
     return app

@@ -351,12 +351,19 @@ def test_a_refused_body_is_not_waited_for_once_its_client_has_gone(tmp_path: Pat
         wait_until(lambda: service.tasks() == before, 5, "the connection's handler to end")
 
 
-def _expecting(port: int, body: bytes, expectation: str, declared: int | None = None, token: str = "") -> bytes:
+def _expecting(
+    port: int,
+    body: bytes,
+    expectation: str,
+    declared: int | None = None,
+    token: str = "",
+    request_line: str = f"POST /v2/models/{MODEL}/infer",
+) -> bytes:
     """Headers with an Expect, then what the server sends before any body: the interim 100 or its answer."""
     authorization = f"Authorization: Bearer {token}\r\n" if token else ""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(
-        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{authorization}"
+        f"{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{authorization}"
         f"Content-Length: {declared or len(body)}\r\nExpect: {expectation}\r\n\r\n".encode()
     )
     first = sock.recv(65536)
@@ -397,10 +404,24 @@ def test_expect_100_continue_is_answered_only_for_a_body_that_would_be_read(tmp_
                 + body
             )
             assert sock.recv(65536).startswith(b"HTTP/1.1 417")
+        # Nor for a request that no route takes: its 404 or 405 comes at once, and an unknown
+        # expectation's 417, as JSON errors counted like every other.
+        for request_line, expectation, status, message in (
+            ("POST /nowhere", "100-continue", b"404", "no such route: POST /nowhere"),
+            (f"POST /v2/models/{MODEL}/infer/", "100-continue", b"404", "no such route"),
+            ("POST /v2/health/live", "100-continue", b"405", "POST is not allowed on /v2/health/live; allowed: GET"),
+            ("POST /nowhere", "fast-please", b"417", "expected no Expect header"),
+        ):
+            head, _, reply = _expecting(port, body, expectation, 20_000, "s3cret", request_line).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 " + status), head
+            assert b"\r\ncontent-type: application/json\r\n" in head.lower() + b"\r\n"
+            assert json.loads(reply)["error"].startswith(message)
         route = "/v2/models/{model}/infer"
         sample = service.metrics.registry.get_sample_value
         for counted, times in (("200", 2), ("413", 1), ("401", 1), ("417", 2)):
             assert sample("mnist37_http_requests_total", {"route": route, "status": counted}) == times, counted
+        for counted, times in (("404", 2), ("405", 1), ("417", 1)):
+            assert sample("mnist37_http_requests_total", {"route": "unmatched", "status": counted}) == times, counted
         assert call(port, "GET", "/v2/health/ready")[0] == 200
 
 
