@@ -345,7 +345,7 @@ def test_a_refused_body_is_not_waited_for_once_its_client_has_gone(tmp_path: Pat
                 "Content-Length: 20000\r\n\r\n{".encode()
             )
             assert sock.recv(4096).startswith(b"HTTP/1.1 413")
-            # The connection's handler reads what is left of the body, for up to the read's 30 s limit,
+            # The connection's handler reads what is left of the body, for up to the read's time limit,
             assert service.tasks() > before
         # and stops as soon as the client has gone: nothing more can arrive.
         wait_until(lambda: service.tasks() == before, 5, "the connection's handler to end")
