@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer import outliers
+from trainer.augment import strokes
 from trainer.data import Dataset3v7, Split
 from trainer.models import Network
 from trainer.recipes import Loss, Recipe
@@ -85,11 +86,13 @@ def _with_outliers(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of 3s and 7s plus `recipe.outliers` as many outliers, labelled OUTLIER: other MNIST
-    digits (uint8) and, `recipe.made_share` of them, made images (floats)."""
+    digits (uint8) and, `recipe.made_share` of them, made images (floats); each batch of images as
+    `x`, `others` and `made` hold them, one image or its stroke variants to a row."""
     count = round(len(y) * recipe.outliers)
     n_made = math.floor(count * recipe.made_share + 1e-9)  # 0.57 × 100 is a hair under 57 in floats
-    picked = others[torch.randint(len(others), (count - n_made,), generator=generator).to(others.device)]
-    drawn = made[torch.randint(len(made), (n_made,), generator=generator).to(made.device)]
+    which_others = torch.randint(len(others), (count - n_made,), generator=generator).to(others.device)
+    which_made = torch.randint(len(made), (n_made,), generator=generator).to(made.device)
+    picked, drawn = others.index_select(0, which_others), made.index_select(0, which_made)
     x = torch.cat([x, picked.float().div_(255.0), drawn])
     return x, torch.cat([y, torch.full((count,), OUTLIER, device=y.device)])
 
@@ -132,21 +135,28 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     x_all = train.floats().to(device)  # (N, 784)
     y_all = train.labels.to(device)
+    # What augmentation blends between, each image's thinner and thicker strokes, once per run
+    # rather than again in every batch.
+    drawn: Callable[[torch.Tensor], torch.Tensor] = strokes if recipe.augmentation else lambda images: images
     if recipe.abstains:
         assert others is not None
-        others = others.to(device)
         # The digits already converted to floats.
-        made = outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device)
+        made = drawn(outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device))
+        others = drawn(others.to(device))
+    x_all = drawn(x_all)
+    augment = None if recipe.augmentation is None else recipe.augmentation.sampler(generator)
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
-    augment = None if recipe.augmentation is None else recipe.augmentation.sampler(generator)
     for epoch in range(1, recipe.epochs + 1):
         net.train()
         total, seen = 0.0, 0
         for idx in _batches(len(train), recipe.batch_size, generator):
             if isinstance(idx, torch.Tensor):
                 idx = idx.to(device)
-            x, y = x_all[idx], y_all[idx]
+                # index_select gathers whole rows at about twice the speed of indexing on the CPU.
+                x, y = x_all.index_select(0, idx), y_all.index_select(0, idx)
+            else:
+                x, y = x_all[idx], y_all[idx]
             if recipe.abstains:
                 assert others is not None
                 x, y = _with_outliers(recipe, x, y, others, made, generator)

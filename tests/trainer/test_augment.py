@@ -1,4 +1,5 @@
-"""Augmentation: shapes, ranges, seeding, and stroke thickness against torch's own pooling."""
+"""Augmentation: shapes, ranges, seeding, and stroke thickness against torch's own pooling and
+against blending towards each stroke variant in turn."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from trainer.augment import Augmentation, affine_grid, dilate, elastic_offsets, erode
+from trainer.augment import Augmentation, affine_grid, dilate, elastic_offsets, erode, strokes
 
 
 def test_augmentation_keeps_shape_range_and_is_seeded() -> None:
@@ -24,6 +25,34 @@ def test_dilation_and_erosion_equal_torch_max_pooling() -> None:
     x = torch.rand(8, 1, 28, 28)
     assert torch.equal(dilate(x), F.max_pool2d(x, 3, stride=1, padding=1))
     assert torch.equal(erode(x), -F.max_pool2d(-x, 3, stride=1, padding=1))  # borders included
+
+
+def test_stroke_variants_of_uint8_images_are_those_of_their_floats_bit_for_bit() -> None:
+    images = torch.randint(0, 256, (300, 784), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    images[:, :28] = 255  # ink along the border, where dilation and erosion meet the padding
+    floats = images.float().div_(255.0)
+    stacks = strokes(floats)
+    assert stacks.shape == (300, 4, 784) and strokes(images).dtype == torch.uint8
+    assert torch.equal(strokes(images).float().div_(255.0), stacks)
+    square = floats.reshape(-1, 1, 28, 28)
+    once = dilate(square)
+    for variant, expected in zip(stacks.unbind(1), (square, erode(square), once, dilate(once)), strict=True):
+        assert torch.equal(variant, expected.reshape(-1, 784))
+
+
+def test_stroke_width_blends_as_blending_towards_every_variant_and_keeping_one() -> None:
+    images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(2)).mul_(255).round_().div_(255)
+    once, eroded = dilate(images), erode(images)
+    for thinner, thicker in ((0.5, 1.5), (0.0, 1.0), (0.3, 0.0)):
+        aug = Augmentation(thinner=thinner, thicker=thicker)
+        blended = aug._thickness(strokes(images.reshape(-1, 784)), torch.Generator().manual_seed(3))
+        sign = torch.rand(64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+        amount = torch.where(sign < 0, sign * thinner, sign * thicker).view(64, 1, 1, 1)
+        thick = images + amount.clamp(0, 1) * (once - images)
+        if thicker > 1:
+            thick = thick + (amount - 1).clamp(0, 1) * (dilate(once) - once)
+        expected = torch.where(amount >= 0, thick, images + amount.neg() * (eroded - images))
+        assert torch.equal(blended, expected)  # bit for bit: the shortcut must not change what a run trains
 
 
 def test_affine_grid_equals_torch_affine_grid() -> None:
@@ -56,7 +85,7 @@ def test_a_run_draws_its_elastic_fields_once_and_each_image_takes_one() -> None:
     assert torch.allclose(still(x, torch.Generator()), x, atol=1e-5)  # nothing asked, nothing moved
     wobbly = Augmentation(**{**still.__dict__, "elastic_px": 34.0})
     augment = wobbly.sampler(torch.Generator().manual_seed(0), pool=2)
-    batches = [augment(x) for _ in range(3)]
+    batches = [augment(strokes(x)) for _ in range(3)]
     assert not torch.allclose(batches[0], x, atol=1e-2)
     # Two fields in the pool: over three batches of four, some image meets the same field twice.
     assert any(torch.equal(a[i], b[i]) for a, b in itertools.pairwise(batches) for i in range(4))
