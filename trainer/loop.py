@@ -137,13 +137,15 @@ def fit(
     y_all = train.labels.to(device)
     # What augmentation blends between, each image's thinner and thicker strokes, once per run
     # rather than again in every batch.
-    drawn: Callable[[torch.Tensor], torch.Tensor] = strokes if recipe.augmentation else lambda images: images
+    stacked: Callable[[torch.Tensor], torch.Tensor] = (
+        strokes if recipe.augmentation is not None else lambda images: images
+    )
     if recipe.abstains:
         assert others is not None
         # The digits already converted to floats.
-        made = drawn(outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device))
-        others = drawn(others.to(device))
-    x_all = drawn(x_all)
+        made = stacked(outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device))
+        others = stacked(others.to(device))
+    x_all = stacked(x_all)
     augment = None if recipe.augmentation is None else recipe.augmentation.sampler(generator)
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
     opt, schedule = _optimizer(recipe, net, per_epoch * recipe.epochs)
