@@ -48,8 +48,12 @@ class Target:
     result: str
 
 
+def _meets(ratio: float, limit: float, at_most: bool) -> bool:
+    return ratio <= limit if at_most else ratio >= limit
+
+
 def target(name: str, figures: str, ratio: float | None, limit: float, at_most: bool = True) -> Target:
-    met = None if ratio is None else (ratio <= limit if at_most else ratio >= limit)
+    met = None if ratio is None else _meets(ratio, limit, at_most)
     result = {None: "not measured", True: "pass", False: "fail"}[met]
     return Target(name, figures, ratio, limit, at_most, result)
 
@@ -78,6 +82,17 @@ def _against_mlserver(
 
 def ratio_text(r: float) -> str:
     return f"{r:.3g}" if r < 100 else f"{r:.0f}"
+
+
+def _shown_ratio(t: Target) -> str:
+    """A target's ratio to 3 figures, or to more where 3 would round it onto the limit or past it: a
+    ratio of 1.103 against ≤ 1.1 shows as 1.103, not 1.1, so that its row reads as the fail it is."""
+    assert t.ratio is not None
+    text, digits = ratio_text(t.ratio), 3
+    while _meets(float(text), t.limit, t.at_most) != (t.result == "pass") and digits < 17:
+        digits += 1
+        text = f"{t.ratio:.{digits}g}"
+    return text
 
 
 def targets(recipe: str, servers: dict[str, Figures], alone: dict[str, float], switch: SwitchResult) -> list[Target]:
@@ -212,7 +227,7 @@ def _target_rows(checks: list[Target]) -> list[list[str]]:
         [
             t.name,
             t.figures,
-            "—" if t.ratio is None else ratio_text(t.ratio),
+            "—" if t.ratio is None else _shown_ratio(t),
             f"{'≤' if t.at_most else '≥'} {ratio_text(t.limit)}",
             t.result,
         ]

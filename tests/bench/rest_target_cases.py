@@ -1,9 +1,11 @@
-"""bench.rest's goals from given figures: which of MLServer's figures each of ours is held against.
-Run by test_rest_targets.py in an interpreter of their own (it says why)."""
+"""bench.rest's goals from given figures: which of MLServer's figures each of ours is held against,
+and how the targets table shows a ratio. Run by test_rest_targets.py in an interpreter of their own
+(it says why)."""
 
 from __future__ import annotations
 
 from bench.load import Point
+from bench.report import _target_rows, target
 from bench.rest import RestFigures, rest_targets
 
 Server = dict[str, RestFigures | str]
@@ -34,3 +36,24 @@ def test_goals_without_mlserver_are_not_measured() -> None:
         checks = rest_targets({"mnist37": ours, "mlserver": theirs})
         assert len(checks) == 5
         assert all(check.result == "not measured" and why in check.figures for check in checks)
+
+
+def test_a_ratio_that_misses_its_limit_by_a_hair_does_not_read_as_the_limit() -> None:
+    rows = _target_rows(
+        [
+            target("p50 at most", "0.972 ms / 0.881 ms", 0.972 / 0.881, 1.1),  # 1.1033…: fails
+            target("p50 at most", "", 1.0996, 1.1),  # passes, and 3 figures say so
+            target("rate at least", "", 2.9996, 3.0, at_most=False),  # fails; 3 figures would show 3
+            target("rate at least", "", 20.24, 3.0, at_most=False),
+            target("rate at least", "", 1234.5, 3.0, at_most=False),
+            target("not measured", "no MLServer", None, 2.0),
+        ]
+    )
+    assert [(ratio, limit, result) for _, _, ratio, limit, result in rows] == [
+        ("1.103", "≤ 1.1", "fail"),
+        ("1.1", "≤ 1.1", "pass"),
+        ("2.9996", "≥ 3", "fail"),
+        ("20.2", "≥ 3", "pass"),
+        ("1234", "≥ 3", "pass"),
+        ("—", "≤ 2", "not measured"),
+    ]
