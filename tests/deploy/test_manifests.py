@@ -19,6 +19,7 @@ import yaml
 
 from service.config import ServiceConfig, build_parser, load_config
 from tests.conftest import REPO
+from trainer.config import parse_config
 
 DEPLOY = REPO / "deploy"
 KUSTOMIZATIONS = ("base", "overlays/kserve", "overlays/keda", "overlays/canary")
@@ -361,6 +362,20 @@ def test_services_select_one_workload_each(objects: tuple[Obj, ...]) -> None:
         assert len(chosen) == 1, f"{where} selects {[p.where for p in chosen]}"
         for port in obj["spec"].get("ports", []):
             port_number(chosen[0], port["targetPort"])
+
+
+def test_the_trainer_downloads_mnist_into_its_volume(objects: tuple[Obj, ...]) -> None:
+    # A data folder named by flag or environment is read as it is, never downloaded into: on a new
+    # volume the run would fail for want of MNIST.
+    workdir = re.findall(r"^WORKDIR (\S+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)[-1]
+    trainers = [(p, c) for p in pods(objects) for c in p.spec["containers"] if c["name"] == "trainer"]
+    assert trainers, "no trainer container"
+    for pod, container in trainers:
+        config = parse_config(container.get("args", []), pod_env(container))
+        assert config.download, f"{pod.where}: reads MNIST from {config.data_dir} and never downloads it"
+        folder = Path(container.get("workingDir", workdir)) / config.data_dir
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        assert str(folder) in mounts, f"{pod.where}: downloads MNIST into {folder}, not into a volume"
 
 
 def test_everyone_reaches_the_one_registry(objects: tuple[Obj, ...]) -> None:
