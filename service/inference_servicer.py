@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import version as package_version
 
 import grpc
@@ -32,9 +33,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Errors are raised as the service's own exceptions; the call guard turns them into status codes."""
 
     def __init__(
-        self, models: ModelSource, answers: Answerer, model_name: str, max_batch: int, replica: str = ""
+        self,
+        models: ModelSource,
+        answers: Answerer,
+        model_name: str,
+        max_batch: int,
+        ready: Callable[[], bool],
+        replica: str = "",
     ) -> None:
         self._models = models
+        self._ready = ready  # a model is served and the server is not draining
         self._answers = answers
         self._name = model_name
         self._max_batch = max_batch
@@ -48,7 +56,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self._models.current() is not None)
+        return pb.ServerReadyResponse(ready=self._ready())
 
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext[object, object]

@@ -67,9 +67,16 @@ class RestApi:
     service's own exceptions and answered by the guard middleware."""
 
     def __init__(
-        self, models: ModelSource, answers: Answerer, model_name: str, max_batch: int, replica: str = ""
+        self,
+        models: ModelSource,
+        answers: Answerer,
+        model_name: str,
+        max_batch: int,
+        ready: Callable[[], bool],
+        replica: str = "",
     ) -> None:
         self._models = models
+        self._ready = ready  # a model is served and the server is not draining
         self._replica = replica
         self._answers = answers
         self._name = model_name
@@ -105,7 +112,7 @@ class RestApi:
         return reply({"live": True})
 
     async def server_ready(self, request: web.Request) -> web.Response:
-        ready = self._models.current() is not None
+        ready = self._ready()
         return reply({"ready": ready}, 200 if ready else 503)
 
     async def server_metadata(self, request: web.Request) -> web.Response:
@@ -390,6 +397,7 @@ def build_app(
     answers: Answerer,
     guard: CallGuard,
     metrics: ServiceMetrics,
+    ready: Callable[[], bool],
     replica: str = "",
     connections: ConnectionWatch | None = None,
 ) -> web.Application:
@@ -402,7 +410,7 @@ def build_app(
         middlewares=[middleware.handle],
         client_max_size=config.max_message_bytes,
     )
-    RestApi(models, answers, config.model_name, config.max_batch, replica).routes(app, middleware.expect)
+    RestApi(models, answers, config.model_name, config.max_batch, ready, replica).routes(app, middleware.expect)
     page_routes(app, config.model_name, middleware.expect)
     unmatched_route(app, middleware.expect)
     return app

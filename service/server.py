@@ -72,6 +72,7 @@ class Service:
         )
         self.metrics.count_in_flight(lambda: self.guard.in_flight)
         self.health = health_aio.HealthServicer()
+        self._draining = False  # from the start of stop(): balancers take this replica out
         self.server = grpc.aio.server(
             interceptors=[self.guard],
             options=[
@@ -85,7 +86,9 @@ class Service:
             ClassifierServicer(self.follower, self.answers, config.max_batch, self.replica), self.server
         )
         v2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.follower, self.answers, config.model_name, config.max_batch, self.replica),
+            InferenceServicer(
+                self.follower, self.answers, config.model_name, config.max_batch, self.ready, self.replica
+            ),
             self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -141,7 +144,14 @@ class Service:
         await self.server.start()
         if self._http_socket is not None:
             app = build_app(
-                self._config, self.follower, self.answers, self.guard, self.metrics, self.replica, self._connections
+                self._config,
+                self.follower,
+                self.answers,
+                self.guard,
+                self.metrics,
+                self.ready,
+                self.replica,
+                self._connections,
             )
             connection_options: dict[str, Any] = {
                 "access_log": None,  # requests are counted in the metrics, not logged one by one
@@ -170,8 +180,14 @@ class Service:
             if self.shadow_follower is not None:
                 self.shadow_follower.start()
 
+    def ready(self) -> bool:
+        """Whether a balancer should send calls here, as v2's server-ready answers over gRPC and HTTP:
+        a model is served and no drain has begun. gRPC health says the same as SERVING."""
+        return not self._draining and self.follower.current() is not None
+
     async def stop(self, grace: float, drain: float = 0.0) -> None:
-        """NOT_SERVING first; after `drain` seconds refuse new calls; in-flight ones finish within `grace`."""
+        """Not ready first; after `drain` seconds refuse new calls; in-flight ones finish within `grace`."""
+        self._draining = True
         await self.health.enter_graceful_shutdown()
         drain = min(drain, grace)
         await asyncio.sleep(drain)  # still answering, so health checks can observe NOT_SERVING

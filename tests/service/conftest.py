@@ -38,6 +38,7 @@ class BackgroundService:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-service-loop", daemon=True)
         self._thread.start()
+        self._stopped = False
         try:
             self.service = self._on_loop(self._made(config))
         except BaseException:
@@ -65,10 +66,26 @@ class BackgroundService:
         return self._on_loop(count())
 
     def shutdown(self, grace: float, drain: float = 0.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             self._on_loop(self.service.stop(grace, drain))
         finally:
             self._close()
+
+    @contextmanager
+    def stopping(self, grace: float, drain: float) -> Iterator[None]:
+        """Inside: the service's stop under way, as after a SIGTERM; on leaving, it has finished."""
+        self._stopped = True
+        stop = asyncio.run_coroutine_threadsafe(self.service.stop(grace, drain), self._loop)
+        try:
+            yield
+        finally:
+            try:
+                stop.result(timeout=grace + 10)
+            finally:
+                self._close()
 
     def _close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

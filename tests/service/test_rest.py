@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton_http
 
+from service.generated.inference import grpc_predict_v2_pb2 as v2_pb
+from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from tests.conftest import REPO, free_port, new_store, wait_until
@@ -227,6 +229,23 @@ def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) ->
         assert call(port, "GET", f"/v2/models/{MODEL}", Authorization="Bearer wrong")[0] == 401
         assert call(port, "POST", f"/v2/models/{MODEL}/infer", body, Authorization="Bearer s3cret")[0] == 200
         assert call(port, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_a_draining_server_still_answers_but_is_no_longer_ready(tmp_path: Path) -> None:
+    # What a balancer reads to take the replica out (Envoy checks /v2/health/ready over HTTP), the same
+    # on every protocol, while calls already on their way are answered.
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, channel):
+        port, body = service.http_port, infer_body(np.zeros((1, 784), np.uint8))
+        v2 = v2_grpc.GRPCInferenceServiceStub(channel)
+        ready = call(port, "GET", "/v2/health/ready")
+        assert (ready[0], json.loads(ready[2])) == (200, {"ready": True})
+        assert v2.ServerReady(v2_pb.ServerReadyRequest(), timeout=5).ready
+        with service.stopping(grace=10, drain=2):
+            wait_until(lambda: call(port, "GET", "/v2/health/ready")[0] == 503, 1, "HTTP not ready")
+            assert json.loads(call(port, "GET", "/v2/health/ready")[2]) == {"ready": False}
+            assert not v2.ServerReady(v2_pb.ServerReadyRequest(), timeout=5).ready
+            assert call(port, "POST", f"/v2/models/{MODEL}/infer", body)[0] == 200
+            assert call(port, "GET", "/v2/health/live")[0] == 200
 
 
 def test_the_in_flight_limit_is_shared_with_grpc(tmp_path: Path) -> None:
