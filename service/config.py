@@ -63,7 +63,7 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     "metrics_host": ("--metrics-host", "METRICS_HOST", str, "address to bind the Prometheus endpoint on"),
     "metrics_port": ("--metrics-port", "METRICS_PORT", int, "Prometheus port; 0 turns the endpoint off"),
     "max_batch": ("--max-batch", "MAX_BATCH", int, "most images in one request, and in one forward pass"),
-    "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int, "largest gRPC message either way"),
+    "max_message_bytes": ("--max-message-bytes", "MAX_MESSAGE_BYTES", int, "largest gRPC message or HTTP body"),
     "grace_seconds": ("--grace-seconds", "GRACE_SECONDS", float, "time in-flight calls get to finish on SIGTERM"),
     "drain_seconds": ("--drain-seconds", "DRAIN_SECONDS", float, "time NOT_SERVING is shown before the port closes"),
     "http_host": ("--http-host", "HTTP_HOST", str, "address to bind HTTP (REST and the page) on"),
@@ -120,16 +120,17 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     ),
 }
 _DEFAULTS = {f.name: f.default for f in fields(ServiceConfig)}
+_SHOWN_DEFAULTS = {"replica_name": "the host name"}  # empty settings that mean something other than off
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m service",
-        description="Serve the MLflow registry's name@alias over gRPC, following the alias when it moves.",
+        description="Serve the MLflow registry's name@alias over gRPC and HTTP, following the alias when it moves.",
         epilog="Each setting can also come from the environment variable shown; a flag wins over it.",
     )
     for name, (flag, env, _, what) in _SETTINGS.items():
-        default = _DEFAULTS[name]
+        default = _SHOWN_DEFAULTS.get(name, _DEFAULTS[name])
         p.add_argument(flag, dest=name, metavar=env, help=f"{what} (default: {default if default != '' else 'off'})")
     return p
 
