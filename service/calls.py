@@ -162,7 +162,9 @@ class CallGuard(Interceptor):
         """Whether an authorization value is "Bearer <the token>", or no token is set."""
         if not self._authorization:
             return True
-        return hmac.compare_digest(sent.encode() if isinstance(sent, str) else sent, self._authorization)
+        # surrogateescape: aiohttp keeps a header's bytes that are not UTF-8 that way; they are compared as sent.
+        raw = sent.encode("utf-8", "surrogateescape") if isinstance(sent, str) else sent
+        return hmac.compare_digest(raw, self._authorization)
 
     def _admit(self, request: Any, context: Context, method: _Method, held: _Held) -> Any:
         """Take a call slot, check the token and the deadline, refuse a malformed request, and take a

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
 FAILED = "the server failed on this request; its log says why"  # the why is for the log, not the client
+UNREADABLE = "the request body could not be read as its Content-Encoding says"
 
 
 def reply(content: object, status: int = 200) -> web.Response:
@@ -70,7 +71,9 @@ class JsonErrorHandler(web.RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it, and raises if an answer has begun
-        if isinstance(exc, HttpProcessingError):
+        if isinstance(exc, ContentEncodingError):  # a body that came with its headers
+            text = f"{UNREADABLE} ({_first_line(exc)})"
+        elif isinstance(exc, HttpProcessingError):
             text = f"could not parse the request as HTTP/1.1: {_first_line(exc)}"
         else:
             text = FAILED

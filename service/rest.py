@@ -17,7 +17,7 @@ from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
 from service.http_connections import ConnectionWatch
-from service.http_protocol import FAILED, error, quiet_malformed_http, reply
+from service.http_protocol import FAILED, UNREADABLE, error, quiet_malformed_http, reply
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 from service.pixels import PIXELS, decoded
 from service.predictor import ModelSource, ServedModel, require_model
@@ -271,6 +271,7 @@ class HttpGuard:
         start = time.perf_counter()
         route = _route(request)
         slot = False
+        unreadable = False
         if self._connections is not None:
             self._connections.started(request.transport, request.content)
         try:
@@ -293,6 +294,10 @@ class HttpGuard:
             response = error(err.status, str(err))
             if err.status == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
+        except web.RequestPayloadError:
+            # The body is not what its Content-Encoding says: the rest of it cannot be read either.
+            unreadable = True
+            response = error(400, f"{UNREADABLE} ({request.headers.get('Content-Encoding', 'identity')})")
         except web.HTTPException as err:  # aiohttp's own: no route, a wrong method, a body over the limit
             response = error(err.status, _explained(err, request))
             if "Allow" in err.headers:
@@ -311,9 +316,11 @@ class HttpGuard:
             if self._connections is not None:
                 self._connections.finished(request.transport)
         self._headers(request, response)
-        if self._connections is not None and self._connections.half_closed(request.transport):
-            response.force_close()  # nothing more can come on this connection,
-            request.content.feed_eof()  # nor the rest of a body left unread: aiohttp need not wait for it
+        if unreadable or (self._connections is not None and self._connections.half_closed(request.transport)):
+            # Nothing more will come on this connection, or nothing more of it can be read; nor will the
+            # rest of a body left unread: aiohttp need not wait for it.
+            response.force_close()
+            request.content.feed_eof()
         self._metrics.observe_http(route, response.status, time.perf_counter() - start)
         return response
 

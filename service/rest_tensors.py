@@ -78,9 +78,12 @@ def _shape(tensor: dict[str, Any], max_batch: int) -> int:
 def _from_json(data: object, datatype: str, n: int, what: str) -> np.ndarray:
     """JSON data, flat or nested row-major, → (n, 784) float32."""
     try:
-        values = np.asarray(data, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{what}: expected {datatype} numbers, flat or nested by rows, in data") from None
+        values: np.ndarray | None = np.asarray(data)  # no dtype: numpy would turn strings and booleans into numbers
+    except (TypeError, ValueError):  # rows of different lengths
+        values = None
+    if values is None or values.dtype.kind not in "iuf":
+        raise InvalidInputError(f"{what}: expected {datatype} numbers, flat or nested by rows, in data")
+    values = values.astype(np.float64, copy=False).reshape(-1)
     if values.size != n * PIXELS:
         raise InvalidInputError(f"{what}: [{n}, {PIXELS}] needs {n * PIXELS} values in data, got {values.size}")
     if datatype == "FP32":
@@ -111,7 +114,7 @@ def infer_request(body: dict[str, Any], binary: bytes, max_batch: int) -> InferR
     what = f"input {INPUT!r}"
     n = _shape(tensor, max_batch)
     datatype = tensor.get("datatype")
-    if datatype not in JSON_TYPES:
+    if not isinstance(datatype, str) or datatype not in JSON_TYPES:
         raise InvalidInputError(f"{what}: expected datatype FP32 or UINT8, got {datatype!r}")
     size = _parameters(tensor, "inputs[0]").get("binary_data_size")
     if size is not None:

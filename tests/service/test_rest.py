@@ -4,6 +4,7 @@ and one forward path for both protocols."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
@@ -123,11 +124,36 @@ BAD_INFER = [
         400,
         "expected datatype FP32 or UINT8, got 'INT64'",
     ),
+    (
+        json.dumps(
+            {"inputs": [{"name": "image", "shape": [1, 784], "datatype": ["FP32"], "data": [0] * 784}]}
+        ).encode(),
+        "application/json",
+        400,
+        "expected datatype FP32 or UINT8, got ['FP32']",
+    ),
     (infer_body(np.full((1, 784), 300)), "application/json", 400, "UINT8 values must lie in [0, 255]"),
     (infer_body(np.full((1, 784), 2.0), "FP32"), "application/json", 400, "must lie in [0, 1]"),
     (
         json.dumps(
             {"inputs": [{"name": "image", "shape": [1, 784], "datatype": "UINT8", "data": ["a"] * 784}]}
+        ).encode(),
+        "application/json",
+        400,
+        "expected UINT8 numbers",
+    ),
+    (
+        # Strings and booleans that numpy would read as numbers are not numbers in JSON.
+        json.dumps(
+            {"inputs": [{"name": "image", "shape": [1, 784], "datatype": "FP32", "data": ["0"] * 784}]}
+        ).encode(),
+        "application/json",
+        400,
+        "expected FP32 numbers",
+    ),
+    (
+        json.dumps(
+            {"inputs": [{"name": "image", "shape": [1, 784], "datatype": "UINT8", "data": [True] * 784}]}
         ).encode(),
         "application/json",
         400,
@@ -229,6 +255,35 @@ def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) ->
         assert call(port, "GET", f"/v2/models/{MODEL}", Authorization="Bearer wrong")[0] == 401
         assert call(port, "POST", f"/v2/models/{MODEL}/infer", body, Authorization="Bearer s3cret")[0] == 200
         assert call(port, "GET", "/v2/health/ready")[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # bytes that are not UTF-8
+            sock.sendall(
+                f"GET /v2/models/{MODEL} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n".encode(
+                    "latin-1"
+                )
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 401")
+
+
+def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    compressed = gzip.compress(infer_body(np.zeros((1, 784), np.uint8)))
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        path = f"/v2/models/{MODEL}/infer"
+        assert call(service.http_port, "POST", path, compressed, Content_Encoding="gzip")[0] == 200
+        for encoding in ("gzip", "deflate", "br"):
+            with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f'Content-Encoding: {encoding}\r\nContent-Length: 13\r\n\r\n{{"inputs":[]}}'.encode()
+                )
+                head, _, body = sock.recv(4096).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), head
+            assert json.loads(body)["error"].startswith(
+                "the request body could not be read as its Content-Encoding says"
+            )
+        assert call(service.http_port, "POST", path, compressed, Content_Encoding="gzip")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client's mistake logged as a failure"
 
 
 def test_a_draining_server_still_answers_but_is_no_longer_ready(tmp_path: Path) -> None:
