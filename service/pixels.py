@@ -23,6 +23,8 @@ def packed_floats(message: Message, field: str) -> np.ndarray:
     set_fields = [f.name for f, _ in message.ListFields()]
     if set_fields != [field]:
         raise ValueError(f"expected only {field} set, got {set_fields}")
+    # Fields this schema does not know, from a newer client's, would be written after the values.
+    message.DiscardUnknownFields()  # type: ignore[attr-defined]  # every message has it; the stubs lack it
     wire = message.SerializeToString()
     # One packed field: its tag, the payload's length as a varint, then the values, little-endian.
     tag = message.DESCRIPTOR.fields_by_name[field].number << 3 | LENGTH_DELIMITED

@@ -50,6 +50,13 @@ def test_packed_floats_reads_the_field_exactly(count: int) -> None:
     assert np.array_equal(packed_floats(image, "floats"), np.asarray(image.floats, np.float32))
 
 
+def test_packed_floats_reads_past_fields_this_schema_does_not_know() -> None:
+    values = np.random.default_rng(0).random(784, dtype=np.float32)
+    image = api.Image()
+    image.ParseFromString(api.Image(floats=values.tolist()).SerializeToString() + b"\x78\x01")  # field 15 = 1
+    assert np.array_equal(packed_floats(image, "floats"), values)
+
+
 def test_packed_floats_refuses_a_message_with_other_fields() -> None:
     with pytest.raises(ValueError, match=r"expected only floats set, got \['floats', 'uint8'\]"):
         packed_floats(api.Image(floats=[0.5] * 784, uint8=bytes(784)), "floats")
