@@ -17,6 +17,8 @@ from service.errors import status_of
 from service.metrics import ServiceMetrics
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+# The Open Inference Protocol's own health checks, answered as HTTP answers /v2/health/live and /ready.
+V2_HEALTH = {("inference.GRPCInferenceService", "ServerLive"), ("inference.GRPCInferenceService", "ServerReady")}
 REPLICA_KEY = "mnist37-replica"
 STREAM_END_WAIT_SECONDS = 0.02
 
@@ -173,7 +175,7 @@ class CallGuard(Interceptor):
             if not self.take_call_slot():
                 raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, self.full_message())
             held.call = True
-        if self._authorization and method.service != HEALTH_SERVICE:  # no metadata read without a token
+        if self._authorization and method.counted:  # health checks need none: no metadata read without a token
             sent = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not self.authorized(sent):
                 raise _Refused(
@@ -255,7 +257,7 @@ class CallGuard(Interceptor):
 
     def _wrap(self, handler: Handler, path: str) -> Handler:
         service, _, name = path.strip("/").rpartition("/")
-        counted = service != HEALTH_SERVICE
+        counted = service != HEALTH_SERVICE and (service, name) not in V2_HEALTH
         streaming = handler.request_streaming or handler.response_streaming
         method = _Method(service, name, counted, counted and streaming, handler.request_streaming)
         kwargs = {

@@ -17,6 +17,7 @@ import pytest
 from service.calls import CallGuard
 from service.client.cli import main
 from service.generated.inference import grpc_predict_v2_pb2 as v2
+from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
 from service.metrics import ServiceMetrics
@@ -214,6 +215,9 @@ def test_a_token_is_required_by_every_call_but_health(tmp_path: Path) -> None:
         answer = stub.Classify(ZERO, timeout=5, metadata=[("authorization", "Bearer s3cret-token")])
         assert answer.prediction.model_version == "9"
         assert health_status(channel) in ("SERVING", "NOT_SERVING")  # answered without a token
+        v2_stub = v2_grpc.GRPCInferenceServiceStub(channel)  # and v2's own health checks, as over HTTP
+        assert v2_stub.ServerLive(v2.ServerLiveRequest(), timeout=5).live
+        assert v2_stub.ServerReady(v2.ServerReadyRequest(), timeout=5).ready
         assert _count(service, "Classify", "UNAUTHENTICATED") == 3
         target = ["--target", f"127.0.0.1:{service.port}"]
         assert main([*target, "info"]) == 1  # the CLI client without the token
@@ -230,10 +234,13 @@ def test_calls_past_the_in_flight_limit_are_turned_away_but_health_never_is(tmp_
         calls = [stub.Classify.future(ZERO, timeout=30) for _ in range(12)]
         time.sleep(0.1)
         statuses = [health_status(channel) for _ in range(5)]  # answered although the server is full
+        v2_stub = v2_grpc.GRPCInferenceServiceStub(channel)
+        ready = [v2_stub.ServerReady(v2.ServerReadyRequest(), timeout=5).ready for _ in range(5)]
         codes = [c.code() for c in calls]
         refused = [c for c in calls if c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
         assert stub.Classify(ZERO, timeout=5).prediction.digit == 3  # once drained, calls are admitted again
     assert statuses == ["NOT_SERVING"] * 5  # the stand-in model never turned health to SERVING
+    assert ready == [True] * 5
     assert codes.count(grpc.StatusCode.OK) >= 4 and len(refused) >= 4
     assert "4 calls are running or queued, this server's limit (--max-in-flight)" in refused[0].details()
     assert _count(service, "Classify", "RESOURCE_EXHAUSTED") == len(refused)
