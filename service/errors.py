@@ -19,6 +19,7 @@ http_status_of to HTTP statuses (400, 404, 500, 503) for every HTTP request.
 from __future__ import annotations
 
 import logging
+import re
 
 import grpc
 
@@ -55,6 +56,15 @@ class ModelError(RuntimeError):
 
 class NotServingError(RuntimeError):
     """No version is served yet; the message says why (still looking, or which version was refused)."""
+
+
+_PASSWORD_IN_URI = re.compile(r"(\w[\w+.-]*://[^/\s:@]*):[^/\s@]*@")
+
+
+def without_passwords(text: str) -> str:
+    """`text` with the password of every URI in it (scheme://user:password@host) shown as ***: a
+    tracking URI may carry one, and the messages that quote it reach clients and logs."""
+    return _PASSWORD_IN_URI.sub(r"\1:***@", text)
 
 
 def first_line(err: BaseException) -> str:

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from service.config import ServiceConfig
-from service.errors import ModelRefusedError, first_line
+from service.errors import ModelRefusedError, first_line, without_passwords
 from service.loading import load_predictor
 from service.predictor import PredictFn, ServedModel, smoke_test
 
@@ -49,7 +49,7 @@ class RegistryFollower:
         self._current: ServedModel | None = None  # replaced whole: readers never see half a swap
         self._refused: dict[str, str] = {}  # version → why; only for causes a retry cannot change
         self._refusal: Refusal | None = None
-        self._where = f"{config.model_name}@{self.alias} in {config.tracking_uri}"
+        self._where = f"{config.model_name}@{self.alias} in {without_passwords(config.tracking_uri)}"
         self._problem = f"no model loaded yet: still looking up {self._where} for the first time"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,7 +59,7 @@ class RegistryFollower:
 
     def problem(self) -> str:
         """Why nothing is served, for UNAVAILABLE messages."""
-        return self._problem
+        return without_passwords(self._problem)  # the registry's own errors may quote its URI
 
     def refusal(self) -> Refusal | None:
         """The version the alias points at, if it was refused, and why."""
@@ -171,7 +171,7 @@ class RegistryFollower:
                 else:
                     problem = f"registry poll failed (still serving version {self._current.version}): {first_line(err)}"
                 level = logging.WARNING if self._repeat_warnings or problem != warned else logging.DEBUG
-                logger.log(level, "%s; retrying in %.1fs", problem, delay)
+                logger.log(level, "%s; retrying in %.1fs", without_passwords(problem), delay)
                 warned = problem
             self._stop.wait(delay)
 

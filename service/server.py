@@ -24,6 +24,7 @@ from service.answering import Answerer
 from service.calls import CallGuard
 from service.classifier_servicer import ClassifierServicer
 from service.config import ServiceConfig
+from service.errors import without_passwords
 from service.follower import RegistryFollower
 from service.forwards import ForwardBatcher
 from service.generated.inference import grpc_predict_v2_pb2 as v2_pb
@@ -297,7 +298,7 @@ async def _serve(config: ServiceConfig) -> int:
         config.model_name,
         config.alias,
         f" with @{config.shadow_alias} in shadow" if config.shadow_alias else "",
-        config.tracking_uri,
+        without_passwords(config.tracking_uri),
         config.host,
         service.port,
         f"HTTP on {config.http_host}:{service.http_port}" if service.http_port else "HTTP off",

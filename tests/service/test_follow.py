@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -11,7 +13,7 @@ import pytest
 
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
-from tests.conftest import Workers, new_store, wait_until
+from tests.conftest import Workers, free_port, new_store, wait_until
 from tests.service.conftest import Registry, config_for, health_status, running, set_alias
 
 pytestmark = pytest.mark.slow
@@ -39,6 +41,22 @@ def test_starts_without_a_model_then_serves_once_one_is_registered(mnist_dir: st
         assert MlflowClient().get_registered_model("mnist-3v7").aliases == {"champion": 1}
         wait_until(lambda: health_status(channel) == "SERVING", 20)
         assert stub.Classify(ZERO, timeout=5).prediction.model_version == result.version
+
+
+def test_a_password_in_the_tracking_uri_reaches_no_client_and_no_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the registry's errors, at once
+    uri = f"http://admin:hunter2pass@127.0.0.1:{free_port()}/"  # nothing listens there
+    with caplog.at_level(logging.INFO), running(config_for(uri, poll_seconds=0.2)) as (_, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        for _ in range(2):  # while still looking, then once the registry's error is known
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Classify(ZERO, timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "admin:***@127.0.0.1" in err.value.details() and "hunter2pass" not in err.value.details()
+            time.sleep(1)
+    assert "hunter2pass" not in caplog.text
 
 
 def test_alias_move_under_load_has_zero_failed_calls(registry: Registry) -> None:
