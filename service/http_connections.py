@@ -81,7 +81,9 @@ class ConnectionWatch:
         request whose body has all arrived is being answered, or a next one has begun to arrive; not when
         nothing was asked, nor for a body that can now never be whole."""
         connection = self._open.get(transport)
-        if connection is None:
+        if connection is None or transport.is_closing():
+            # Closing already: the end is the client's answer to the server's own close (TLS's
+            # close_notify), not the client's doing.
             return False
         connection.client_closed = True
         if connection.busy:

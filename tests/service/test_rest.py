@@ -675,6 +675,28 @@ def test_https_with_the_grpc_sides_certificate(tmp_path: Path) -> None:
             urllib.request.urlopen(f"http://localhost:{service.http_port}/v2/health/live", timeout=5)
 
 
+def test_idle_and_slow_tls_clients_are_counted_as_plain_ones_are(tmp_path: Path) -> None:
+    # The client's close_notify in answer to the server's close is TLS's ending, not the client's doing.
+    certs = make_certificates(tmp_path)
+    tls = {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key), "http_idle_seconds": 1.0}
+    with serving_fake(tmp_path, _half, http_port=free_port(), **tls) as (service, _):
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        idle, slow_headers, answered = (
+            context.wrap_socket(socket.create_connection(("127.0.0.1", service.http_port)), server_hostname="localhost")
+            for _ in range(3)
+        )
+        slow_headers.sendall(b"GET /v2/health/live HTTP/1.1\r\nHo")
+        answered.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answered.recv(4096).startswith(b"HTTP/1.1 200")  # then idle
+        for sock in (idle, slow_headers, answered):
+            sock.settimeout(10)
+            assert sock.recv(1) == b""  # closed by the server
+            sock.close()
+        count = service.metrics.registry.get_sample_value
+        wait_until(lambda: count("mnist37_http_timeouts_total", {"reason": "idle"}) == 2, 5, "two idle closes")
+        assert count("mnist37_http_timeouts_total", {"reason": "headers"}) == 1
+
+
 def test_http_port_zero_turns_http_off_and_a_taken_port_fails_at_start(tmp_path: Path) -> None:
     with serving_fake(tmp_path, _half) as (service, _):
         assert service.http_port == 0
