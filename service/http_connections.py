@@ -1,6 +1,7 @@
 """HTTP connections that held the server without asking for anything, counted by why: idle (nothing
-sent) or headers (a request begun and never finished); and connections whose client has shut its
-sending side after a request (a half-close, as `nc -N` does), kept open until that request's answer.
+sent) or headers (a request begun and never finished); connections whose client stops reading its
+answers (answer), closed here; and connections whose client has shut its sending side after a
+request (a half-close, as `nc -N` does), kept open until that request's answer.
 
 aiohttp closes them itself, after its keep-alive limit (--http-idle-seconds), and knows best when:
 not while a request is queued or being answered, nor before an answer is written. It says nothing
@@ -19,11 +20,12 @@ from aiohttp import StreamReader
 
 IDLE = "idle"  # nothing sent since the connection opened or its last answer
 HEADERS = "headers"  # part of a request sent, and the rest not within the limit
+ANSWER = "answer"  # answers the client did not read: the server's sending stalled past the limit
 SLACK_SECONDS = 0.001  # clocks read a moment apart
 
 
 class _Connection:
-    __slots__ = ("body", "busy", "client_closed", "partial", "waiting_since")
+    __slots__ = ("body", "busy", "client_closed", "partial", "stalled", "waiting_since")
 
     def __init__(self, now: float) -> None:
         self.busy = 0  # requests being answered; pipelined ones may overlap
@@ -32,15 +34,19 @@ class _Connection:
         self.client_closed = False
         # The body of the request begun last: the one being answered, or else the last answered.
         self.body: StreamReader | None = None
+        # While the client reads too slowly for the server's writes: the timer that ends the connection.
+        self.stalled: asyncio.TimerHandle | None = None
 
 
 class ConnectionWatch:
     """Each open connection's state from its bytes (`protocols`) and its requests (`started` and
     `finished`, called by the HTTP middleware); `closed(reason)` for each close that was aiohttp's
-    keep-alive limit; `half_closed` for whether an answer should close its connection."""
+    keep-alive limit, or answers left unread for `answer_seconds`; `half_closed` for whether an answer
+    should close its connection."""
 
-    def __init__(self, idle_seconds: float, closed: Callable[[str], None]) -> None:
+    def __init__(self, idle_seconds: float, answer_seconds: float, closed: Callable[[str], None]) -> None:
         self._idle = idle_seconds
+        self._answer = answer_seconds
         self._closed = closed
         self._open: dict[asyncio.BaseTransport, _Connection] = {}
 
@@ -95,11 +101,31 @@ class ConnectionWatch:
         connection = self._open.get(transport) if transport is not None else None
         return connection is not None and connection.client_closed
 
+    def paused(self, transport: asyncio.BaseTransport) -> None:
+        """The server's writes outran the client's reading: unless it reads again within the limit, the
+        connection ends, else aiohttp would wait on it for as long as the client cares to hold it."""
+        connection = self._open.get(transport)
+        if connection is not None and connection.stalled is None:
+            connection.stalled = asyncio.get_running_loop().call_later(self._answer, self._stalled, transport)
+
+    def resumed(self, transport: asyncio.BaseTransport) -> None:
+        connection = self._open.get(transport)
+        if connection is not None and connection.stalled is not None:
+            connection.stalled.cancel()
+            connection.stalled = None
+
+    def _stalled(self, transport: asyncio.BaseTransport) -> None:
+        if self._open.pop(transport, None) is not None and isinstance(transport, asyncio.WriteTransport):
+            self._closed(ANSWER)  # here, and not again as the close is seen
+            transport.abort()  # what is left unsent is left unsent: the client was not reading it
+
     def lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
         """Before aiohttp hears of it, while the last body is as the close found it."""
         connection = self._open.pop(transport, None)
         if connection is None:
             return
+        if connection.stalled is not None:
+            connection.stalled.cancel()
         if connection.body is not None and not connection.body.is_eof():
             if not connection.busy:
                 # The rest of a refused body, which aiohttp would go on waiting for until its lingering
@@ -146,7 +172,11 @@ class _Watched(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._watch.paused(self._transport)
         self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._watch.resumed(self._transport)
         self._inner.resume_writing()

@@ -61,7 +61,8 @@ class ServiceMetrics:
         self.http_timeouts = Counter(
             "mnist37_http_timeouts",
             "HTTP timeouts, by reason: body (a body slower than --http-read-seconds, answered 408); idle or "
-            "headers (a connection closed after --http-idle-seconds with nothing, or half a request, sent)",
+            "headers (a connection closed after --http-idle-seconds with nothing, or half a request, sent); "
+            "answer (a connection ended when its client read none of its answers for --http-read-seconds)",
             ["reason"],
             registry=self.registry,
         )
@@ -72,7 +73,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.served.labels(*self._labels).set(0)
-        for reason in ("body", "idle", "headers"):  # every reason at 0 from the start, so rates start from it
+        for reason in ("body", "idle", "headers", "answer"):  # every reason at 0 from the start, so rates start from it
             self.http_timeouts.labels(reason)
         self._refused: dict[str, tuple[str, ...]] = {}  # alias → the labels of its refusal, if any
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Counter, Histogram]] = {}

@@ -99,7 +99,9 @@ class Service:
         self._http: web.AppRunner | None = None
         self._http_listener: asyncio.Server | None = None
         self._connections = ConnectionWatch(
-            config.http_idle_seconds, lambda reason: self.metrics.http_timeouts.labels(reason).inc()
+            config.http_idle_seconds,
+            config.http_read_seconds,
+            lambda reason: self.metrics.http_timeouts.labels(reason).inc(),
         )
         self._http_socket = _bind_http(config) if config.http_port else None
         self.http_port = self._http_socket.getsockname()[1] if self._http_socket else 0

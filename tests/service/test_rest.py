@@ -4,6 +4,7 @@ and one forward path for both protocols."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -569,13 +570,13 @@ def test_idle_and_slow_clients_are_timed_out_counted_once_and_cannot_hold_health
         time.sleep(0.2)  # the counters move as the server sees the closes
         timeouts = {
             reason: service.metrics.registry.get_sample_value("mnist37_http_timeouts_total", {"reason": reason})
-            for reason in ("body", "idle", "headers")
+            for reason in ("body", "idle", "headers", "answer")
         }
         for sock in (idle, slow_headers, slow_body, too_big):
             sock.close()
         # Once each: the 408's connection is not idle too, the rest of a refused body is no half-sent request,
         # and the health call's connection was closed by its client, which is no timeout.
-        assert timeouts == {"body": 1, "idle": 2, "headers": 1}
+        assert timeouts == {"body": 1, "idle": 2, "headers": 1, "answer": 0}
 
 
 def test_a_kept_alive_connection_lives_while_it_asks_or_waits_for_an_answer(tmp_path: Path) -> None:
@@ -673,6 +674,24 @@ def test_https_with_the_grpc_sides_certificate(tmp_path: Path) -> None:
             assert json.loads(response.read())["model_version"] == "9"
         with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port gets no answer
             urllib.request.urlopen(f"http://localhost:{service.http_port}/v2/health/live", timeout=5)
+
+
+def test_a_client_that_does_not_read_its_answers_cannot_hold_its_connection(tmp_path: Path) -> None:
+    settings = {"http_port": free_port(), "http_read_seconds": 1.0}
+    with serving_fake(tmp_path, _half, **settings) as (service, _):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", service.http_port))
+        with sock:
+            sock.sendall(b"GET /page/page.js HTTP/1.1\r\nHost: x\r\n\r\n" * 400)  # megabytes of answers, never read
+            count = service.metrics.registry.get_sample_value
+            wait_until(lambda: count("mnist37_http_timeouts_total", {"reason": "answer"}) == 1, 10, "the stall ended")
+            sock.settimeout(10)  # the connection has ended: what was sent reads to its end, or a reset
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(65536):
+                    pass
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+        assert count("mnist37_http_timeouts_total", {"reason": "idle"}) == 0
 
 
 def test_idle_and_slow_tls_clients_are_counted_as_plain_ones_are(tmp_path: Path) -> None:
