@@ -177,6 +177,8 @@ class Service:
                 ),
                 sock=self._http_socket,
                 ssl=_ssl_context(self._config),
+                # A TLS handshake is sending nothing yet: it gets the idle limit, not asyncio's own minute.
+                ssl_handshake_timeout=self._config.http_idle_seconds if self._config.tls_cert else None,
             )
         if follow:
             self.follower.start()

@@ -714,6 +714,10 @@ def test_idle_and_slow_tls_clients_are_counted_as_plain_ones_are(tmp_path: Path)
         count = service.metrics.registry.get_sample_value
         wait_until(lambda: count("mnist37_http_timeouts_total", {"reason": "idle"}) == 2, 5, "two idle closes")
         assert count("mnist37_http_timeouts_total", {"reason": "headers"}) == 1
+        with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as no_handshake:
+            start = time.monotonic()
+            assert no_handshake.recv(1) == b""  # closed by the server, within the idle limit
+            assert time.monotonic() - start < 5
 
 
 def test_http_port_zero_turns_http_off_and_a_taken_port_fails_at_start(tmp_path: Path) -> None:
