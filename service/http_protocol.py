@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+from aiohttp.web_protocol import _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 FAILED = "the server failed on this request; its log says why"  # the why is for the log, not the client
@@ -31,6 +32,10 @@ def _first_line(exc: HttpProcessingError) -> str:
     """aiohttp's message for what it could not parse, whose later lines quote the client's bytes."""
     lines = exc.message.splitlines()
     return lines[0].rstrip(":") if lines else type(exc).__name__
+
+
+def unparseable(exc: HttpProcessingError) -> str:
+    return f"could not parse the request as HTTP/1.1: {_first_line(exc)}"
 
 
 class MalformedHttpInOneLine(logging.Filter):
@@ -74,7 +79,7 @@ class JsonErrorHandler(web.RequestHandler):
         if isinstance(exc, ContentEncodingError):  # a body that came with its headers
             text = f"{UNREADABLE} ({_first_line(exc)})"
         elif isinstance(exc, HttpProcessingError):
-            text = f"could not parse the request as HTTP/1.1: {_first_line(exc)}"
+            text = unparseable(exc)
         else:
             text = FAILED
         response = error(status, text)
@@ -82,3 +87,17 @@ class JsonErrorHandler(web.RequestHandler):
         response.force_close()
         self._counted(status)
         return response
+
+    def data_received(self, data: bytes) -> None:
+        # A body whose framing breaks after its request began (a malformed chunk) is queued by aiohttp as
+        # an error to answer once the request being answered is done; that request's read of the body
+        # would wait for the rest until its time limit and end in a 408. The read fails now instead, with
+        # what broke, so the client gets its 400 at once.
+        request, queued = self._current_request, len(self._messages)
+        super().data_received(data)
+        if request is None or request.content.is_eof():
+            return
+        for message, _ in list(self._messages)[queued:]:
+            if isinstance(message, _ErrInfo) and isinstance(message.exc, HttpProcessingError):
+                request.content.set_exception(message.exc)
+                return

@@ -11,13 +11,14 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from service.answering import Answerer
 from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
 from service.http_connections import ConnectionWatch
-from service.http_protocol import FAILED, UNREADABLE, error, quiet_malformed_http, reply
+from service.http_protocol import FAILED, UNREADABLE, error, quiet_malformed_http, reply, unparseable
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 from service.pixels import PIXELS, decoded
 from service.predictor import ModelSource, ServedModel, require_model
@@ -298,6 +299,9 @@ class HttpGuard:
             # The body is not what its Content-Encoding says: the rest of it cannot be read either.
             unreadable = True
             response = error(400, f"{UNREADABLE} ({request.headers.get('Content-Encoding', 'identity')})")
+        except HttpProcessingError as err:  # its framing broke partway (JsonErrorHandler): nor can the rest be read
+            unreadable = True
+            response = error(400, unparseable(err))
         except web.HTTPException as err:  # aiohttp's own: no route, a wrong method, a body over the limit
             response = error(err.status, _explained(err, request))
             if "Allow" in err.headers:

@@ -775,3 +775,30 @@ def test_malformed_http_gets_a_json_400_counted_and_one_log_line(
     logged = [r for r in caplog.records if r.name == "aiohttp.server" and r.levelno >= logging.INFO]
     assert len(logged) == 2 and all(r.levelname == "WARNING" and r.exc_info is None for r in logged)
     assert "malformed HTTP request, answered 400" in logged[0].getMessage()
+
+
+def test_a_body_whose_chunks_break_partway_gets_its_400_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The request has begun (its headers and a first chunk arrived alone) when the broken chunk comes:
+    # a read that waited for the rest would hold the call for the body's time limit and end in a 408.
+    with serving_fake(tmp_path, _half, http_port=free_port(), http_read_seconds=30) as (service, _):
+        with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                'Transfer-Encoding: chunked\r\n\r\n9\r\n{"inputs"\r\n'.encode()
+            )
+            wait_until(lambda: service.guard.in_flight == 1, 10, "the request is being answered")
+            sent = time.monotonic()
+            sock.sendall(b"not-a-size\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+        assert time.monotonic() - sent < 5, "the broken body was waited out"
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), head
+        assert json.loads(body)["error"] == "could not parse the request as HTTP/1.1: Invalid character in chunk size"
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+        counted = {"route": "/v2/models/{model}/infer", "status": "400"}
+        assert service.metrics.registry.get_sample_value("mnist37_http_requests_total", counted) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client's mistake logged as a failure"
