@@ -46,10 +46,10 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     if header_length is None:
         header, binary = body, b""
     else:
-        try:
-            length = int(header_length)
-        except ValueError:
-            raise InvalidInputError(f"{HEADER_LENGTH}: expected a byte count, got {header_length!r}") from None
+        # Digits only, as Content-Length: int() would also take "+12", "1_2" and spaces around it.
+        if not (header_length.isascii() and header_length.isdigit()):
+            raise InvalidInputError(f"{HEADER_LENGTH}: expected a byte count, got {header_length!r}")
+        length = int(header_length)
         if not 0 < length <= len(body):
             raise InvalidInputError(f"{HEADER_LENGTH}: expected 1..{len(body)} (the body's length), got {length}")
         header, binary = body[:length], body[length:]

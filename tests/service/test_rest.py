@@ -220,6 +220,10 @@ def test_binary_tensors_are_checked_against_their_stated_size(tmp_path: Path) ->
         assert short[0] == 400 and "needs 3136 binary bytes" in json.loads(short[2])["error"]
         wrong = call(service.http_port, "POST", path, header, Inference_Header_Content_Length="99999")
         assert wrong[0] == 400 and "Inference-Header-Content-Length" in json.loads(wrong[2])["error"]
+        body, n = header + np.zeros(784, "<f4").tobytes(), str(len(header))
+        for spelled in (f"+{n}", "_".join(n), f"{n}.0"):  # a byte count is digits, as Content-Length's is
+            wrong = call(service.http_port, "POST", path, body, Inference_Header_Content_Length=spelled)
+            assert wrong[0] == 400 and f"expected a byte count, got {spelled!r}" in json.loads(wrong[2])["error"]
 
 
 def test_routes_methods_sizes_and_a_missing_model(tmp_path: Path) -> None:
