@@ -101,3 +101,9 @@ class JsonErrorHandler(web.RequestHandler):
             if isinstance(message, _ErrInfo) and isinstance(message.exc, HttpProcessingError):
                 request.content.set_exception(message.exc)
                 return
+
+
+def pipelined(protocol: object) -> bool:
+    """Whether requests that arrived pipelined on `protocol`'s connection wait their turn to be answered."""
+    # aiohttp's queue of parsed requests, of which it offers no public view.
+    return isinstance(protocol, JsonErrorHandler) and bool(protocol._messages)

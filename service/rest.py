@@ -18,7 +18,15 @@ from service.calls import CallGuard
 from service.config import ServiceConfig
 from service.errors import NotFoundError, http_status_of
 from service.http_connections import ConnectionWatch
-from service.http_protocol import FAILED, UNREADABLE, error, quiet_malformed_http, reply, unparseable
+from service.http_protocol import (
+    FAILED,
+    UNREADABLE,
+    error,
+    pipelined,
+    quiet_malformed_http,
+    reply,
+    unparseable,
+)
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 from service.pixels import PIXELS, decoded
 from service.predictor import ModelSource, ServedModel, require_model
@@ -320,7 +328,7 @@ class HttpGuard:
             if self._connections is not None:
                 self._connections.finished(request.transport)
         self._headers(request, response)
-        if unreadable or (self._connections is not None and self._connections.half_closed(request.transport)):
+        if unreadable or self._last_asked(request):
             # Nothing more will come on this connection, or nothing more of it can be read; nor will the
             # rest of a body left unread: aiohttp need not wait for it.
             response.force_close()
@@ -346,6 +354,12 @@ class HttpGuard:
         except ConnectionResetError:  # the client is gone; reading its body tells the middleware so (499)
             return
         request.writer.output_size = 0  # as aiohttp's own handler does: the response has not begun
+
+    def _last_asked(self, request: web.Request) -> bool:
+        """Whether the client has sent all it will and no request it sent is left to answer."""
+        if self._connections is None or not self._connections.half_closed(request.transport):
+            return False
+        return not pipelined(request.protocol)
 
     def _authorized(self, request: web.Request) -> bool:
         return self._guard.authorized(request.headers.get("Authorization", ""))

@@ -646,11 +646,20 @@ def test_a_client_that_shuts_its_sending_side_gets_its_answer_then_the_close(tmp
         release.set()
         answer, waited = half_closed(port, health)
         assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"ready": true}') and waited < 5
+        for _ in range(5):  # pipelined: every one answered, then the close, whenever the end comes between them
+            answer, waited = half_closed(port, health * 3)
+            assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3 and waited < 5
+        answer, waited = half_closed(port, health + health[:10])  # the second can never be whole
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 1 and waited < 5
         release.clear()
         threading.Timer(1.0, release.set).start()  # the client shuts its side while its forward runs
         answer, waited = half_closed(port, head + body, wait=0.3)
         assert answer.startswith(b"HTTP/1.1 200") and json.loads(answer.partition(b"\r\n\r\n")[2])["outputs"]
         assert waited < 5
+        release.clear()
+        threading.Timer(1.0, release.set).start()  # the end comes while the first of three is answered
+        answer, waited = half_closed(port, head + body + health * 2, wait=0.3)
+        assert answer.count(b" 200 OK\r\n") == 3 and answer.endswith(b'{"ready": true}') and waited < 5
         assert half_closed(port, b"")[0] == b""  # nothing asked: closed at once
         for wait in (0.0, 0.3):  # the end may come before the request has begun, or while its body is read
             answer, waited = half_closed(port, head + body[:10], wait=wait)  # a body that can never be whole
