@@ -10,12 +10,25 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 FAILED = "the server failed on this request; its log says why"  # the why is for the log, not the client
 UNREADABLE = "the request body could not be read as its Content-Encoding says"
+
+
+# What aiohttp decompresses, one coding to a body; any other header it would pass the body on undecoded.
+CODINGS = ("gzip", "deflate") + (("br",) if HAS_BROTLI else ()) + (("zstd",) if HAS_ZSTD else ())
+
+
+def unreadable_coding(header: str) -> str | None:
+    """What is wrong with a Content-Encoding header for a body, or None if aiohttp decodes it."""
+    coding = header.strip().lower()
+    if coding in ("", "identity") or coding in CODINGS:
+        return None
+    return f"expected no Content-Encoding or one of {', '.join(CODINGS)}, got {header!r}"
 
 
 def reply(content: object, status: int = 200) -> web.Response:
@@ -76,7 +89,10 @@ class JsonErrorHandler(web.RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it, and raises if an answer has begun
-        if isinstance(exc, ContentEncodingError):  # a body that came with its headers
+        if isinstance(exc, ContentEncodingError) and not HAS_ZSTD and "(zstd)" in exc.message:
+            # A coding aiohttp knows but cannot decode here, refused at the headers as the unknown ones are.
+            status, text = 415, str(unreadable_coding("zstd"))
+        elif isinstance(exc, ContentEncodingError):  # a body that came with its headers
             text = f"{UNREADABLE} ({_first_line(exc)})"
         elif isinstance(exc, HttpProcessingError):
             text = unparseable(exc)

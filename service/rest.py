@@ -26,6 +26,7 @@ from service.http_protocol import (
     quiet_malformed_http,
     reply,
     unparseable,
+    unreadable_coding,
 )
 from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
 from service.pixels import PIXELS, decoded
@@ -373,6 +374,8 @@ class HttpGuard:
             # Refused before a byte of it is read: else a slow client over the limit would wait out the
             # read's time limit and get a 408 for what is a 413.
             raise Refused(413, f"a body of {request.content_length} bytes is over the limit of {self._max_body_bytes}")
+        if request.body_exists and (coding := unreadable_coding(request.headers.get("Content-Encoding", ""))):
+            raise Refused(415, coding)
         # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
         if request.body_exists and not request.content.is_eof():
             if self._connections is not None and self._connections.cut_short(request.transport, request.content):

@@ -27,6 +27,7 @@ from service.generated.inference import grpc_predict_v2_pb2 as v2_pb
 from service.generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from service.generated.mnist37.v1 import classifier_pb2 as pb
 from service.generated.mnist37.v1 import classifier_pb2_grpc as pb_grpc
+from service.http_protocol import CODINGS
 from tests.conftest import REPO, free_port, new_store, wait_until
 from tests.service.certificates import make_certificates
 from tests.service.conftest import BackgroundService, Registry, config_for, running, serving_fake
@@ -288,6 +289,33 @@ def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400(
                 "the request body could not be read as its Content-Encoding says"
             )
         assert call(service.http_port, "POST", path, compressed, Content_Encoding="gzip")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client's mistake logged as a failure"
+
+
+def test_a_content_coding_it_cannot_decode_is_a_415_not_read_as_plain(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    compressed = gzip.compress(infer_body(np.zeros((1, 784), np.uint8)))
+    with serving_fake(tmp_path, _half, http_port=free_port()) as (service, _):
+        path = f"/v2/models/{MODEL}/infer"
+        # aiohttp decodes one coding of those it knows, and passes anything else on as it came.
+        unknown = ["snappy", "x-gzip", "gzip, br", "identity, gzip"] + ([] if "zstd" in CODINGS else ["zstd"])
+        for coding in unknown:
+            status, _, reply = call(service.http_port, "POST", path, compressed, Content_Encoding=coding)
+            assert status == 415, coding
+            assert (
+                json.loads(reply)["error"]
+                == f"expected no Content-Encoding or one of {', '.join(CODINGS)}, got {coding!r}"
+            )
+        assert call(service.http_port, "POST", path, compressed, Content_Encoding="gzip")[0] == 200
+        plain = infer_body(np.zeros((1, 784), np.uint8))
+        assert call(service.http_port, "POST", path, plain, Content_Encoding="identity")[0] == 200
+        assert call(service.http_port, "GET", "/v2/health/ready", Content_Encoding="snappy")[0] == 200  # no body
+        counted = service.metrics.registry.get_sample_value
+        assert sum(
+            counted("mnist37_http_requests_total", {"route": r, "status": "415"}) or 0
+            for r in ("/v2/models/{model}/infer", "unmatched")
+        ) == len(unknown)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client's mistake logged as a failure"
 
 
