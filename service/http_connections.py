@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 from aiohttp import StreamReader
 
-from service.http_protocol import pipelined
-
 IDLE = "idle"  # nothing sent since the connection opened or its last answer
 HEADERS = "headers"  # part of a request sent, and the rest not within the limit
 ANSWER = "answer"  # answers the client did not read: the server's sending stalled past the limit
@@ -66,12 +64,13 @@ class ConnectionWatch:
         connection = self._open.get(transport) if transport is not None else None
         return connection is not None and connection.client_closed and not body.is_eof()
 
-    def finished(self, transport: asyncio.BaseTransport | None) -> None:
+    def finished(self, transport: asyncio.BaseTransport | None, queued: bool) -> None:
+        """A request answered; `queued`: whether requests that arrived pipelined behind it wait their turn."""
         if transport is not None and (connection := self._open.get(transport)):
             connection.busy = max(0, connection.busy - 1)
             if not connection.busy:
                 connection.waiting_since = asyncio.get_running_loop().time()
-                connection.partial = False
+                connection.partial = queued
 
     def opened(self, transport: asyncio.BaseTransport) -> None:
         self._open[transport] = _Connection(asyncio.get_running_loop().time())
@@ -84,11 +83,10 @@ class ConnectionWatch:
         if connection.body is None or connection.body.is_eof():
             connection.partial = True
 
-    def client_closed(self, transport: asyncio.BaseTransport, queued: bool) -> bool:
+    def client_closed(self, transport: asyncio.BaseTransport) -> bool:
         """The client will send nothing more. Whether to keep the connection open to answer: yes while a
-        request whose body has all arrived is being answered, requests that arrived pipelined wait
-        (`queued`), or a next one has begun to arrive; not when nothing was asked, nor for a body that
-        can now never be whole."""
+        request whose body has all arrived is being answered, or a next one has begun to arrive; not when
+        nothing was asked, nor for a body that can now never be whole."""
         connection = self._open.get(transport)
         if connection is None or transport.is_closing():
             # Closing already: the end is the client's answer to the server's own close (TLS's
@@ -97,7 +95,7 @@ class ConnectionWatch:
         connection.client_closed = True
         if connection.busy:
             return connection.body is not None and connection.body.is_eof()
-        return connection.partial or queued
+        return connection.partial
 
     def half_closed(self, transport: asyncio.BaseTransport | None) -> bool:
         """Whether the client has sent all it will: its answer is the connection's last."""
@@ -165,7 +163,7 @@ class _Watched(asyncio.Protocol):
         no half-close: asyncio closes its connections whatever this returns, and warns if it is True."""
         if self._transport is None:
             return self._inner.eof_received()  # type: ignore[attr-defined]
-        keep_open = self._watch.client_closed(self._transport, pipelined(self._inner))
+        keep_open = self._watch.client_closed(self._transport)
         tls = self._transport.get_extra_info("sslcontext") is not None
         return self._inner.eof_received() or (keep_open and not tls)  # type: ignore[attr-defined]
 

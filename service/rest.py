@@ -327,7 +327,7 @@ class HttpGuard:
             if slot:
                 self._guard.give_back_call_slot()
             if self._connections is not None:
-                self._connections.finished(request.transport)
+                self._connections.finished(request.transport, pipelined(request.protocol))
         self._headers(request, response)
         if unreadable or self._last_asked(request):
             # Nothing more will come on this connection, or nothing more of it can be read; nor will the
