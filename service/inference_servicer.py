@@ -92,11 +92,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ModelInferResponse:
         _check_name(request.model_name, self._name)
+        # A wrong version is named as such, whatever the inputs; the version checked is the version that
+        # answers, even if the alias moves while they are decoded.
+        model = require_model(self._models)
+        _check_version(request.model_version, model)
         shape = list(request.inputs[0].shape) if len(request.inputs) == 1 else []
         declared = shape[0] if len(shape) == 2 else 0  # checked by request_images
         images = await decoded(declared, lambda: request_images(request, self._max_batch))
-        model = require_model(self._models)  # the version checked is the version that answers
-        _check_version(request.model_version, model)
         outputs = requested_outputs([o.name for o in request.outputs], model)
         predictions = await self._answers(model, images)
         arrays = output_arrays(predictions)

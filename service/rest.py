@@ -166,7 +166,9 @@ class RestApi:
         return parameters
 
     async def infer(self, request: web.Request) -> web.Response:
-        self._check_name(request)  # a wrong model is named as such, whatever the body
+        # A wrong model or version is named as such, whatever the body; the version checked is the version
+        # that answers, even if the alias moves while the body is decoded.
+        model = self._served(request)
         if request.content_type not in BODY_TYPES:
             raise Refused(
                 415, f"expected Content-Type application/json (or binary tensors), got {request.content_type}"
@@ -178,7 +180,6 @@ class RestApi:
             len(body) // PIXELS,
             lambda: infer_request(*split_body(body, request.headers.get(HEADER_LENGTH)), self._max_batch),
         )
-        model = self._served(request)  # the version checked is the version that answers
         names = requested_outputs(parsed.outputs, model)
         predictions = await self._answers(model, parsed.images)
         payload, header_length = infer_response(

@@ -118,6 +118,12 @@ BAD_V2 = [
         "version '999'",
     ),
     (
+        "unknown version, whatever the inputs",
+        _request("FP64", model_version="999", raw_input_contents=[bytes(7)]),
+        grpc.StatusCode.NOT_FOUND,
+        "version '999'",
+    ),
+    (
         "wrong datatype",
         _request("FP64", raw_input_contents=[bytes(6272)]),
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -249,6 +249,9 @@ def test_a_version_in_the_path_must_be_the_served_one(tmp_path: Path) -> None:
         assert call(service.http_port, "POST", f"/v2/models/{MODEL}/versions/9/infer", body)[0] == 200
         status, _, reply = call(service.http_port, "POST", f"/v2/models/{MODEL}/versions/8/infer", body)
         assert status == 404 and "version '8'" in json.loads(reply)["error"]
+        for wrong in (b'{"inputs": []}', b"not json"):  # named as the wrong version, whatever the body
+            status, _, reply = call(service.http_port, "POST", f"/v2/models/{MODEL}/versions/8/infer", wrong)
+            assert status == 404 and "version '8'" in json.loads(reply)["error"]
 
 
 def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) -> None:
