@@ -112,9 +112,16 @@ class CallGuard(Interceptor):
     between a check and the update that follows it."""
 
     def __init__(
-        self, metrics: ServiceMetrics, max_in_flight: int, max_streams: int, token: str = "", replica: str = ""
+        self,
+        metrics: ServiceMetrics,
+        max_in_flight: int,
+        max_streams: int,
+        token: str = "",
+        replica: str = "",
+        stream_idle_seconds: float = 60.0,
     ) -> None:
         self._metrics = metrics
+        self._stream_idle = stream_idle_seconds
         # Every answer names the replica that gave it, in its trailing metadata, for checking a balancer.
         self.replica_metadata = ((REPLICA_KEY, replica),) if replica else ()
         self._max_in_flight = max_in_flight
@@ -223,7 +230,18 @@ class CallGuard(Interceptor):
 
     async def _checked(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         i = 0
-        async for request in requests:
+        while True:
+            try:
+                # A stream that sends nothing would hold its slot for good: --max-streams of them, every slot.
+                async with asyncio.timeout(self._stream_idle):
+                    request = await anext(requests)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise _Refused(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no message on this stream for {self._stream_idle:g}s (--stream-idle-seconds)",
+                ) from None
             if isinstance(request, _Malformed):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"message {i}: {request.message}")
             yield request

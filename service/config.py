@@ -41,6 +41,7 @@ class ServiceConfig:
     max_connection_age_grace_seconds: float = 30.0
     replica_name: str = ""  # names this server in GetModelInfo and the metrics; empty: the host name
     max_streams: int = 8
+    stream_idle_seconds: float = 60.0  # a stream that sends no message for this long is ended
     max_in_flight: int = 64
     tls_cert: str = ""
     tls_key: str = ""
@@ -100,6 +101,12 @@ _SETTINGS: dict[str, tuple[str, str, type, str]] = {
     ),
     "replica_name": ("--replica-name", "REPLICA_NAME", str, "this server's name in answers and metrics (a pod's name)"),
     "max_streams": ("--max-streams", "MAX_STREAMS", int, "open streams but health Watch; more get RESOURCE_EXHAUSTED"),
+    "stream_idle_seconds": (
+        "--stream-idle-seconds",
+        "STREAM_IDLE_SECONDS",
+        float,
+        "a stream that sends no message this long ends with DEADLINE_EXCEEDED, freeing its slot",
+    ),
     "max_in_flight": ("--max-in-flight", "MAX_IN_FLIGHT", int, "calls running or queued; more get RESOURCE_EXHAUSTED"),
     "tls_cert": ("--tls-cert", "GRPC_TLS_CERT", str, "PEM server certificate chain; with --tls-key turns TLS on"),
     "tls_key": ("--tls-key", "GRPC_TLS_KEY", str, "PEM private key of --tls-cert"),
@@ -151,7 +158,15 @@ def _check(config: ServiceConfig, source: dict[str, str]) -> None:
     for name in ("port", "http_port"):
         if not 0 <= getattr(config, name) <= 65535:
             raise ConfigError(f"{source[name]}: expected 0..65535, got {getattr(config, name)}")
-    positive = ("poll_seconds", "max_batch", "max_streams", "max_in_flight", "http_idle_seconds", "http_read_seconds")
+    positive = (
+        "poll_seconds",
+        "max_batch",
+        "max_streams",
+        "stream_idle_seconds",
+        "max_in_flight",
+        "http_idle_seconds",
+        "http_read_seconds",
+    )
     for name in (*positive, "shadow_queue_images"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{source[name]}: expected a positive number, got {getattr(config, name)}")

@@ -70,6 +70,7 @@ class Service:
             config.max_streams,
             Path(config.token_file).read_text().strip() if config.token_file else "",
             self.replica,
+            config.stream_idle_seconds,
         )
         self.metrics.count_in_flight(lambda: self.guard.in_flight)
         self.health = health_aio.HealthServicer()

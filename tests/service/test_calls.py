@@ -70,6 +70,33 @@ def test_500_open_streams_leave_health_and_unary_calls_answering(tmp_path: Path)
         assert _count(service, "ClassifyStream", "RESOURCE_EXHAUSTED") >= 492
 
 
+def test_a_stream_that_sends_nothing_is_ended_and_frees_its_slot(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, half, max_streams=2, stream_idle_seconds=1.0) as (service, channel):
+        stub = pb_grpc.ClassifierStub(channel)
+        release = threading.Event()
+        try:
+            idle = [stub.ClassifyStream(_idle(release), timeout=30) for _ in range(2)]
+            wait_until(lambda: service.guard.open_streams == 2, 10, "both slots held")
+            start = time.monotonic()
+            wait_until(lambda: all(s.done() for s in idle), 10, "idle streams ended")
+            assert 0.5 < time.monotonic() - start < 5
+            assert {s.code() for s in idle} == {grpc.StatusCode.DEADLINE_EXCEEDED}
+            assert "no message on this stream for 1s (--stream-idle-seconds)" in idle[0].details()
+
+            # A stream that keeps sending, more slowly than the whole limit but faster than it each time,
+            # is answered throughout; the freed slots take it.
+            def paced() -> Iterator[pb.ClassifyRequest]:
+                for _ in range(3):
+                    time.sleep(0.6)
+                    yield ZERO
+
+            assert [r.prediction.digit for r in stub.ClassifyStream(paced(), timeout=30)] == [3, 3, 3]
+        finally:
+            release.set()
+        assert _count(service, "ClassifyStream", "DEADLINE_EXCEEDED") == 2
+        assert service.guard.open_streams == 0
+
+
 def test_malformed_bytes_are_invalid_argument_counted_and_the_next_call_is_served(tmp_path: Path) -> None:
     with serving_fake(tmp_path, half) as (service, channel):
         for method, message in [
