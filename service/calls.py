@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from service.errors import status_of
+from service.errors import bounded, status_of
 from service.metrics import ServiceMetrics
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -84,7 +84,7 @@ def _set_status(err: Exception, context: Context) -> None:
             raise err
         code, message = mapped, str(err)
     context.set_code(code)
-    context.set_details(message)
+    context.set_details(bounded(message))
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,19 @@ def without_passwords(text: str) -> str:
     return _PASSWORD_IN_URI.sub(r"\1:***@", text)
 
 
+# Errors quote what a client sent, which may be megabytes. gRPC carries a message in a trailer, percent-
+# encoded (a character up to 12 bytes), under an 8 KiB limit past which the client sees RESOURCE_EXHAUSTED
+# in place of the status it was sent; an HTTP body has no such limit, but no use for a megabyte echo.
+MESSAGE_CHARS = 500
+
+
+def bounded(message: str) -> str:
+    """`message`, cut to MESSAGE_CHARS characters and saying how many more there were."""
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    return f"{message[:MESSAGE_CHARS]}… ({len(message) - MESSAGE_CHARS} more characters)"
+
+
 def first_line(err: BaseException) -> str:
     """An exception's first line, for messages and logs that must stay one line long."""
     return str(err).splitlines()[0] if str(err) else type(err).__name__

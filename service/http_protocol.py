@@ -15,6 +15,8 @@ from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import _ErrInfo
 from aiohttp.web_request import BaseRequest
 
+from service.errors import bounded
+
 FAILED = "the server failed on this request; its log says why"  # the why is for the log, not the client
 UNREADABLE = "the request body could not be read as its Content-Encoding says"
 
@@ -38,7 +40,7 @@ def reply(content: object, status: int = 200) -> web.Response:
 
 
 def error(status: int, message: str) -> web.Response:
-    return reply({"error": message}, status)
+    return reply({"error": bounded(message)}, status)
 
 
 def _first_line(exc: HttpProcessingError) -> str:

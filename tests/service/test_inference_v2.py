@@ -118,6 +118,20 @@ BAD_V2 = [
         "version '999'",
     ),
     (
+        # Quoted back cut short: gRPC sends a message in a trailer, and past 8 KiB the client would see
+        # RESOURCE_EXHAUSTED in place of the status.
+        "a version too long to quote",
+        _request(model_version="9" * 20_000, raw_input_contents=[bytes(3136)]),
+        grpc.StatusCode.NOT_FOUND,
+        "999… (19",
+    ),
+    (
+        "a datatype too long to quote",
+        _request("\U0001f600" * 5_000, raw_input_contents=[bytes(3136)]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "more characters)",
+    ),
+    (
         "unknown version, whatever the inputs",
         _request("FP64", model_version="999", raw_input_contents=[bytes(7)]),
         grpc.StatusCode.NOT_FOUND,

@@ -176,6 +176,13 @@ BAD_INFER = [
         "needs 1568 values in data, got 784",
     ),
     (infer_body(np.zeros((1, 784), np.uint8), outputs=[{"name": "known"}]), "application/json", 400, "cannot abstain"),
+    (
+        # What the client sent is quoted back cut short, not a megabyte of it.
+        json.dumps({"inputs": [{"name": "x" * 1_000_000, "shape": [1, 784], "datatype": "UINT8"}]}).encode(),
+        "application/json",
+        400,
+        "xxx… (999540 more characters)",
+    ),
     (infer_body(np.zeros((1, 784), np.uint8)), "text/plain", 415, "expected Content-Type application/json"),
 ]
 
