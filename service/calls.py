@@ -126,7 +126,7 @@ class CallGuard(Interceptor):
         self.replica_metadata = ((REPLICA_KEY, replica),) if replica else ()
         self._max_in_flight = max_in_flight
         self._max_streams = max_streams
-        self._authorization = f"Bearer {token}".encode() if token else b""
+        self._token = token.encode()
         self.in_flight = 0  # calls started and not yet answered, health checks aside
         self.open_streams = 0
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
@@ -169,11 +169,13 @@ class CallGuard(Interceptor):
 
     def authorized(self, sent: str | bytes) -> bool:
         """Whether an authorization value is "Bearer <the token>", or no token is set."""
-        if not self._authorization:
+        if not self._token:
             return True
         # surrogateescape: aiohttp keeps a header's bytes that are not UTF-8 that way; they are compared as sent.
         raw = sent.encode("utf-8", "surrogateescape") if isinstance(sent, str) else sent
-        return hmac.compare_digest(raw, self._authorization)
+        scheme, _, credentials = raw.partition(b" ")
+        # The scheme's name is case-insensitive (RFC 9110): bearer and BEARER are Bearer.
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), self._token)
 
     def _admit(self, request: Any, context: Context, method: _Method, held: _Held) -> Any:
         """Take a call slot, check the token and the deadline, refuse a malformed request, and take a
@@ -182,7 +184,7 @@ class CallGuard(Interceptor):
             if not self.take_call_slot():
                 raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, self.full_message())
             held.call = True
-        if self._authorization and method.counted:  # health checks need none: no metadata read without a token
+        if self._token and method.counted:  # health checks need none: no metadata read without a token
             sent = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not self.authorized(sent):
                 raise _Refused(

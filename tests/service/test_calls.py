@@ -234,18 +234,21 @@ def test_a_token_is_required_by_every_call_but_health(tmp_path: Path) -> None:
     token_file.write_text("s3cret-token\n")
     with serving_fake(tmp_path, half, token_file=str(token_file)) as (service, channel):
         stub = pb_grpc.ClassifierStub(channel)
-        for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", "s3cret-token")]):
+        wrong = ("Bearer wrong", "s3cret-token", "Basic s3cret-token", "Bearer s3cret-token2", "Bearers3cret-token")
+        for metadata in ([], *([("authorization", value)] for value in wrong)):
             with pytest.raises(grpc.RpcError) as err:
                 stub.Classify(ZERO, timeout=5, metadata=metadata)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert "authorization: Bearer <token>" in err.value.details()
         answer = stub.Classify(ZERO, timeout=5, metadata=[("authorization", "Bearer s3cret-token")])
         assert answer.prediction.model_version == "9"
+        for scheme in ("bearer", "BEARER"):  # a scheme's name is case-insensitive
+            assert stub.Classify(ZERO, timeout=5, metadata=[("authorization", f"{scheme} s3cret-token")])
         assert health_status(channel) in ("SERVING", "NOT_SERVING")  # answered without a token
         v2_stub = v2_grpc.GRPCInferenceServiceStub(channel)  # and v2's own health checks, as over HTTP
         assert v2_stub.ServerLive(v2.ServerLiveRequest(), timeout=5).live
         assert v2_stub.ServerReady(v2.ServerReadyRequest(), timeout=5).ready
-        assert _count(service, "Classify", "UNAUTHENTICATED") == 3
+        assert _count(service, "Classify", "UNAUTHENTICATED") == 1 + len(wrong)
         target = ["--target", f"127.0.0.1:{service.port}"]
         assert main([*target, "info"]) == 1  # the CLI client without the token
         assert main([*target, "--token-file", str(token_file), "info"]) == 0

@@ -270,6 +270,7 @@ def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) ->
         assert status == 401 and headers["WWW-Authenticate"] == "Bearer" and "Bearer" in json.loads(reply)["error"]
         assert call(port, "GET", f"/v2/models/{MODEL}", Authorization="Bearer wrong")[0] == 401
         assert call(port, "POST", f"/v2/models/{MODEL}/infer", body, Authorization="Bearer s3cret")[0] == 200
+        assert call(port, "POST", f"/v2/models/{MODEL}/infer", body, Authorization="bearer s3cret")[0] == 200
         assert call(port, "GET", "/v2/health/ready")[0] == 200
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # bytes that are not UTF-8
             sock.sendall(
