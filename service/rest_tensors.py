@@ -61,6 +61,13 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     return _object(parsed, "the request"), binary
 
 
+def _flag(parameters: dict[str, Any], name: str, what: str) -> bool | None:
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInputError(f"{what}.{name}: expected true or false, got {value!r}")
+    return value
+
+
 def _shape(tensor: dict[str, Any], max_batch: int) -> int:
     shape = tensor.get("shape")
     if (
@@ -117,6 +124,8 @@ def infer_request(body: dict[str, Any], binary: bytes, max_batch: int) -> InferR
     if not isinstance(datatype, str) or datatype not in JSON_TYPES:
         raise InvalidInputError(f"{what}: expected datatype FP32 or UINT8, got {datatype!r}")
     size = _parameters(tensor, "inputs[0]").get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        raise InvalidInputError(f"inputs[0].parameters.binary_data_size: expected a byte count, got {size!r}")
     if size is not None:
         expected = n * PIXELS * ITEM_BYTES[datatype]
         if "data" in tensor:
@@ -136,7 +145,7 @@ def infer_request(body: dict[str, Any], binary: bytes, max_batch: int) -> InferR
             )
         images = _from_json(tensor["data"], datatype, n, what)
     outputs, binary_by_name = _outputs(body.get("outputs", []))
-    binary_default = _parameters(body, "the request").get("binary_data_output", False) is True
+    binary_default = _flag(_parameters(body, "the request"), "binary_data_output", "parameters") or False
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInputError(f"id: expected a string, got {type(request_id).__name__}")
@@ -154,9 +163,9 @@ def _outputs(asked: object) -> tuple[list[str], dict[str, bool]]:
         if not isinstance(name, str):
             raise InvalidInputError(f"outputs[{i}].name: expected a string, got {name!r}")
         names.append(name)
-        flag = _parameters(output, f"outputs[{i}]").get("binary_data")
+        flag = _flag(_parameters(output, f"outputs[{i}]"), "binary_data", f"outputs[{i}].parameters")
         if flag is not None:
-            binary[name] = flag is True
+            binary[name] = flag
     return names, binary
 
 

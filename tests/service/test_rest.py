@@ -177,6 +177,18 @@ BAD_INFER = [
     ),
     (infer_body(np.zeros((1, 784), np.uint8), outputs=[{"name": "known"}]), "application/json", 400, "cannot abstain"),
     (
+        infer_body(np.zeros((1, 784), np.uint8), outputs=[{"name": "digit", "parameters": {"binary_data": "yes"}}]),
+        "application/json",
+        400,
+        "outputs[0].parameters.binary_data: expected true or false, got 'yes'",
+    ),
+    (
+        infer_body(np.zeros((1, 784), np.uint8), parameters={"binary_data_output": 1}),
+        "application/json",
+        400,
+        "parameters.binary_data_output: expected true or false, got 1",
+    ),
+    (
         # What the client sent is quoted back cut short, not a megabyte of it.
         json.dumps({"inputs": [{"name": "x" * 1_000_000, "shape": [1, 784], "datatype": "UINT8"}]}).encode(),
         "application/json",
@@ -229,6 +241,16 @@ def test_binary_tensors_are_checked_against_their_stated_size(tmp_path: Path) ->
         wrong = call(service.http_port, "POST", path, header, Inference_Header_Content_Length="99999")
         assert wrong[0] == 400 and "Inference-Header-Content-Length" in json.loads(wrong[2])["error"]
         body, n = header + np.zeros(784, "<f4").tobytes(), str(len(header))
+        floated = header.replace(b'"binary_data_size": 3136', b'"binary_data_size": 3136.0')
+        wrong = call(
+            service.http_port,
+            "POST",
+            path,
+            floated + np.zeros(784, "<f4").tobytes(),
+            Inference_Header_Content_Length=str(len(floated)),
+        )
+        assert wrong[0] == 400
+        assert "binary_data_size: expected a byte count, got 3136.0" in json.loads(wrong[2])["error"]
         for spelled in (f"+{n}", "_".join(n), f"{n}.0"):  # a byte count is digits, as Content-Length's is
             wrong = call(service.http_port, "POST", path, body, Inference_Header_Content_Length=spelled)
             assert wrong[0] == 400 and f"expected a byte count, got {spelled!r}" in json.loads(wrong[2])["error"]
