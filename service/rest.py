@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from service.answering import Answerer
 from service.calls import CallGuard
 from service.config import ServiceConfig
-from service.errors import NotFoundError, http_status_of
+from service.errors import NotFoundError, NotServingError, http_status_of
 from service.http_connections import ConnectionWatch
 from service.http_protocol import (
     FAILED,
@@ -109,7 +109,7 @@ class RestApi:
         if name != self._name:
             raise NotFoundError(f"unknown model {name!r}; this server serves {self._name!r}")
 
-    def _served(self, request: web.Request) -> ServedModel:
+    def served(self, request: web.Request) -> ServedModel:
         """The model the URL names, read once for the whole request: 404 for another name or version."""
         self._check_name(request)
         model = require_model(self._models)
@@ -130,11 +130,11 @@ class RestApi:
         return reply({"name": "mnist37", "version": package_version("mnist37"), "extensions": extensions})
 
     async def model_ready(self, request: web.Request) -> web.Response:
-        self._served(request)
+        self.served(request)
         return reply({"name": self._name, "ready": True})
 
     async def model_metadata(self, request: web.Request) -> web.Response:
-        model = self._served(request)
+        model = self.served(request)
         return reply(
             {
                 "name": self._name,
@@ -168,7 +168,7 @@ class RestApi:
     async def infer(self, request: web.Request) -> web.Response:
         # A wrong model or version is named as such, whatever the body; the version checked is the version
         # that answers, even if the alias moves while the body is decoded.
-        model = self._served(request)
+        model = self.served(request)
         if request.content_type not in BODY_TYPES:
             raise Refused(
                 415, f"expected Content-Type application/json (or binary tensors), got {request.content_type}"
@@ -267,8 +267,11 @@ class HttpGuard:
         max_body_bytes: int,
         cors_origins: str,
         connections: ConnectionWatch | None = None,
+        named: Callable[[web.Request], object] = lambda request: None,
     ) -> None:
+        """named: raises NotFoundError for a model or version in a request's path that is not served."""
         self._guard = guard
+        self._named = named
         self._metrics = metrics
         self._read_seconds = read_seconds
         self._max_body_bytes = max_body_bytes
@@ -348,7 +351,9 @@ class HttpGuard:
         route = _route(request)
         if route == UNMATCHED_ROUTE:
             return  # a 404 or 405, whatever the body
-        refused = _guarded(route) and (not self._authorized(request) or not self._guard.slot_free())
+        refused = _guarded(route) and (
+            not self._authorized(request) or not self._guard.slot_free() or not self._serves(request)
+        )
         if refused or self._over_limit(request):
             return
         try:
@@ -363,6 +368,13 @@ class HttpGuard:
             return False
         return not pipelined(request.protocol)
 
+    def _serves(self, request: web.Request) -> bool:
+        try:
+            self._named(request)
+        except (NotFoundError, NotServingError):
+            return False
+        return True
+
     def _authorized(self, request: web.Request) -> bool:
         return self._guard.authorized(request.headers.get("Authorization", ""))
 
@@ -375,6 +387,7 @@ class HttpGuard:
             # Refused before a byte of it is read: else a slow client over the limit would wait out the
             # read's time limit and get a 408 for what is a 413.
             raise Refused(413, f"a body of {request.content_length} bytes is over the limit of {self._max_body_bytes}")
+        self._named(request)  # a 404 for another model or version, before its body is read
         if request.body_exists and (coding := unreadable_coding(request.headers.get("Content-Encoding", ""))):
             raise Refused(415, coding)
         # A body already whole needs no timer: one less for the loop to schedule and cancel per call.
@@ -432,14 +445,21 @@ def build_app(
 ) -> web.Application:
     """The REST API and the page, behind the guard, for a Service to run beside its gRPC server."""
     quiet_malformed_http()
+    api = RestApi(models, answers, config.model_name, config.max_batch, ready, replica)
     middleware = HttpGuard(
-        guard, metrics, config.http_read_seconds, config.max_message_bytes, config.cors_origins, connections
+        guard,
+        metrics,
+        config.http_read_seconds,
+        config.max_message_bytes,
+        config.cors_origins,
+        connections,
+        named=lambda request: "model" in request.match_info and api.served(request),
     )
     app = web.Application(
         middlewares=[middleware.handle],
         client_max_size=config.max_message_bytes,
     )
-    RestApi(models, answers, config.model_name, config.max_batch, ready, replica).routes(app, middleware.expect)
+    api.routes(app, middleware.expect)
     page_routes(app, config.model_name, middleware.expect)
     unmatched_route(app, middleware.expect)
     return app

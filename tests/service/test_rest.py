@@ -283,6 +283,18 @@ def test_a_version_in_the_path_must_be_the_served_one(tmp_path: Path) -> None:
             assert status == 404 and "version '8'" in json.loads(reply)["error"]
 
 
+def test_a_model_or_version_not_served_is_a_404_before_its_body_arrives(tmp_path: Path) -> None:
+    with serving_fake(tmp_path, _half, http_port=free_port(), http_read_seconds=30.0) as (service, _):
+        for path in ("/v2/models/other/infer", f"/v2/models/{MODEL}/versions/8/infer"):
+            with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 100\r\n\r\n".encode()  # and no body: a read would wait 30 s for it
+                )
+                assert sock.recv(65536).startswith(b"HTTP/1.1 404"), path
+        assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
+
+
 def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
@@ -555,6 +567,15 @@ def test_expect_100_continue_is_answered_only_for_a_body_that_would_be_read(tmp_
             head, _, reply = _expecting(port, body, expectation, 20_000, "s3cret", request_line).partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 " + status), head
             assert b"\r\ncontent-type: application/json\r\n" in head.lower() + b"\r\n"
+            assert json.loads(reply)["error"].startswith(message)
+        # Nor for a model or version not served: the 404 comes before the body.
+        for request_line, message in (
+            ("POST /v2/models/other/infer", "unknown model 'other'"),
+            (f"POST /v2/models/{MODEL}/versions/8/infer", "version '8' of 'mnist-3v7' is not served"),
+        ):
+            answer = _expecting(port, body, "100-continue", None, "s3cret", request_line)
+            head, _, reply = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 404"), head
             assert json.loads(reply)["error"].startswith(message)
         route = "/v2/models/{model}/infer"
         sample = service.metrics.registry.get_sample_value
