@@ -269,7 +269,8 @@ class HttpGuard:
         connections: ConnectionWatch | None = None,
         named: Callable[[web.Request], object] = lambda request: None,
     ) -> None:
-        """named: raises NotFoundError for a model or version in a request's path that is not served."""
+        """named: raises NotFoundError for a model or version in a request's path that is not served, and
+        NotServingError while no version is."""
         self._guard = guard
         self._named = named
         self._metrics = metrics
