@@ -166,14 +166,11 @@ class RestApi:
         return parameters
 
     async def infer(self, request: web.Request) -> web.Response:
-        # A wrong model or version is named as such, whatever the body; the version checked is the version
-        # that answers, even if the alias moves while the body is decoded.
+        # The version checked is the version that answers, even if the alias moves while the body is
+        # decoded. The guard has refused a wrong model, version or Content-Type before reading the body,
+        # and bounded its size and the time it may take.
         model = self.served(request)
-        if request.content_type not in BODY_TYPES:
-            raise Refused(
-                415, f"expected Content-Type application/json (or binary tensors), got {request.content_type}"
-            )
-        body = await request.read()  # the guard has bounded its size and the time it may take
+        body = await request.read()
         # A body of N×784 bytes holds at most N images (fewer as floats or JSON): a large one is parsed
         # and decoded off the loop, in one hand-over.
         parsed = await decoded(
@@ -249,6 +246,11 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None and resource.name != UNMATCHED_ROUTE else UNMATCHED_ROUTE
 
 
+def _wrong_type(request: web.Request) -> bool:
+    """Whether a POST, an infer (the one route that reads a body), has a body of a type it cannot read."""
+    return request.method == "POST" and request.content_type not in BODY_TYPES
+
+
 def _guarded(route: str) -> bool:
     """Whether a route needs the token and a call slot: the API's, but not health or the page."""
     return route.startswith("/v2/models") or route == "/v2"
@@ -309,6 +311,8 @@ class HttpGuard:
             response = error(err.status, str(err))
             if err.status == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
+            elif err.status == 429:
+                response.headers["Retry-After"] = "1"  # slots free as calls end, within the second
         except web.RequestPayloadError:
             # The body is not what its Content-Encoding says: the rest of it cannot be read either.
             unreadable = True
@@ -355,7 +359,7 @@ class HttpGuard:
         refused = _guarded(route) and (
             not self._authorized(request) or not self._guard.slot_free() or not self._serves(request)
         )
-        if refused or self._over_limit(request):
+        if refused or self._over_limit(request) or _wrong_type(request):
             return
         try:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -389,6 +393,9 @@ class HttpGuard:
             # read's time limit and get a 408 for what is a 413.
             raise Refused(413, f"a body of {request.content_length} bytes is over the limit of {self._max_body_bytes}")
         self._named(request)  # a 404 for another model or version, before its body is read
+        if _wrong_type(request):
+            expected = "application/json (or binary tensors)"
+            raise Refused(415, f"expected Content-Type {expected}, got {request.content_type}")
         if request.body_exists and (coding := unreadable_coding(request.headers.get("Content-Encoding", ""))):
             raise Refused(415, coding)
         # A body already whole needs no timer: one less for the loop to schedule and cancel per call.

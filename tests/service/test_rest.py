@@ -375,10 +375,10 @@ def test_the_in_flight_limit_is_shared_with_grpc(tmp_path: Path) -> None:
         stub = pb_grpc.ClassifierStub(channel)
         pending = stub.Classify.future(pb.ClassifyRequest(image=pb.Image(uint8=bytes(784))), timeout=20)
         wait_until(lambda: service.guard.in_flight == 1, 10, "the gRPC call holds the one slot")
-        status, _, reply = call(
+        status, headers, reply = call(
             service.http_port, "POST", f"/v2/models/{MODEL}/infer", infer_body(np.zeros((1, 784), np.uint8))
         )
-        assert status == 429 and "--max-in-flight" in json.loads(reply)["error"]
+        assert status == 429 and "--max-in-flight" in json.loads(reply)["error"] and headers["Retry-After"] == "1"
         release.set()
         assert pending.result().prediction.digit in (3, 7)
         assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
@@ -493,12 +493,13 @@ def _expecting(
     declared: int | None = None,
     token: str = "",
     request_line: str = f"POST /v2/models/{MODEL}/infer",
+    content_type: str = "application/json",
 ) -> bytes:
     """Headers with an Expect, then what the server sends before any body: the interim 100 or its answer."""
     authorization = f"Authorization: Bearer {token}\r\n" if token else ""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(
-        f"{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{authorization}"
+        f"{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n{authorization}"
         f"Content-Length: {declared or len(body)}\r\nExpect: {expectation}\r\n\r\n".encode()
     )
     first = sock.recv(65536)
@@ -551,14 +552,16 @@ def test_expect_100_continue_is_answered_only_for_a_body_that_would_be_read(tmp_
             assert head.startswith(b"HTTP/1.1 " + status), head
             assert b"\r\ncontent-type: application/json\r\n" in head.lower() + b"\r\n"
             assert json.loads(reply)["error"].startswith(message)
-        # Nor for a model or version not served: the 404 comes before the body.
-        for request_line, message in (
-            ("POST /v2/models/other/infer", "unknown model 'other'"),
-            (f"POST /v2/models/{MODEL}/versions/8/infer", "version '8' of 'mnist-3v7' is not served"),
+        # Nor for a model or version not served, or a body of a type infer cannot read: the 404 or 415
+        # comes before the body.
+        for request_line, content_type, status, message in (
+            ("POST /v2/models/other/infer", "application/json", b"404", "unknown model 'other'"),
+            (f"POST /v2/models/{MODEL}/versions/8/infer", "application/json", b"404", "version '8' of 'mnist-3v7'"),
+            (f"POST /v2/models/{MODEL}/infer", "text/plain", b"415", "expected Content-Type application/json"),
         ):
-            answer = _expecting(port, body, "100-continue", None, "s3cret", request_line)
+            answer = _expecting(port, body, "100-continue", None, "s3cret", request_line, content_type)
             head, _, reply = answer.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 404"), head
+            assert head.startswith(b"HTTP/1.1 " + status), head
             assert json.loads(reply)["error"].startswith(message)
         route = "/v2/models/{model}/infer"
         sample = service.metrics.registry.get_sample_value
