@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # type: ignore[attr-defined]
-from prometheus_client import start_http_server
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from service.answering import Answerer
 from service.calls import CallGuard
@@ -286,13 +287,29 @@ def serve(config: ServiceConfig) -> int:
     return asyncio.run(_serve(config))
 
 
+async def _metrics_endpoint(config: ServiceConfig, registry: CollectorRegistry) -> web.AppRunner | None:
+    """Prometheus's endpoint on the event loop, at /metrics (and /): unlike prometheus_client's own server,
+    which keeps a thread for each connection for as long as its client likes, an idle or slow connection
+    is closed after --http-idle-seconds, as on the HTTP port."""
+    if not config.metrics_port:
+        return None
+    app = web.Application()
+    for path in ("/metrics", "/"):
+        app.router.add_get(path, make_aiohttp_handler(registry))
+    # A scrape takes milliseconds: shutting down need not wait the default minute for one.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http_idle_seconds, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+    except OSError as err:
+        await runner.cleanup()
+        raise OSError(f"cannot bind metrics to {config.metrics_host}:{config.metrics_port}: {err}") from None
+    return runner
+
+
 async def _serve(config: ServiceConfig) -> int:
     service = Service(config)
-    if config.metrics_port:
-        try:
-            start_http_server(config.metrics_port, addr=config.metrics_host, registry=service.metrics.registry)
-        except OSError as err:
-            raise OSError(f"cannot bind metrics to {config.metrics_host}:{config.metrics_port}: {err}") from None
+    metrics = await _metrics_endpoint(config, service.metrics.registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -312,6 +329,8 @@ async def _serve(config: ServiceConfig) -> int:
     )
     await stop.wait()
     await service.stop(config.grace_seconds, config.drain_seconds)
+    if metrics is not None:
+        await metrics.cleanup()
     logger.info("stopped")
     return 0
 

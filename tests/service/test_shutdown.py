@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -71,18 +73,19 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(registry: Registry) -> No
 
 
 def test_the_process_exits_promptly_once_stopped(registry: Registry) -> None:
-    """Orchestrators wait for the exit, not the log line: teardown must not eat into their grace period."""
+    """Orchestrators wait for the exit, not the log line: teardown must not eat into their grace period.
+    On the way, the metrics endpoint answers, and closes a connection that holds it without asking."""
     set_alias(registry.uri, registry.good)
-    port = free_port()
+    port, metrics = free_port(), free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": registry.uri,
         "GRPC_PORT": str(port),
-        "METRICS_PORT": "0",
+        "METRICS_PORT": str(metrics),
         "HTTP_PORT": "0",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--drain-seconds", "0", "--grace-seconds", "1"],
+        [sys.executable, "-m", "service", "--drain-seconds", "0", "--grace-seconds", "1", "--http-idle-seconds", "1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,6 +96,12 @@ def test_the_process_exits_promptly_once_stopped(registry: Registry) -> None:
     reader.start()
     try:
         wait_until(lambda: any("serving version" in line for _, line in lines), 60, "serving")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as reply:
+            assert b"mnist37_served_model_version" in reply.read()
+        with socket.create_connection(("127.0.0.1", metrics), timeout=10) as slow:
+            slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            start = time.monotonic()
+            assert slow.recv(65536) == b"" and time.monotonic() - start < 5
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         exited = time.monotonic()
