@@ -68,8 +68,8 @@ def without_passwords(text: str) -> str:
 
 
 # Errors quote what a client sent, which may be megabytes. gRPC carries a message in a trailer, percent-
-# encoded (a character up to 12 bytes), under an 8 KiB limit past which the client sees RESOURCE_EXHAUSTED
-# in place of the status it was sent; an HTTP body has no such limit, but no use for a megabyte echo.
+# encoded, under a size limit past which the client sees RESOURCE_EXHAUSTED in place of the status it was
+# sent; an HTTP body has no such limit, but no use for a long echo. The bound leaves room for any text.
 MESSAGE_CHARS = 500
 
 

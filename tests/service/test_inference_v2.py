@@ -118,8 +118,8 @@ BAD_V2 = [
         "version '999'",
     ),
     (
-        # Quoted back cut short: gRPC sends a message in a trailer, and past 8 KiB the client would see
-        # RESOURCE_EXHAUSTED in place of the status.
+        # Quoted back cut short: gRPC sends a message in a trailer, and past its limit the client would
+        # see RESOURCE_EXHAUSTED in place of the status.
         "a version too long to quote",
         _request(model_version="9" * 20_000, raw_input_contents=[bytes(3136)]),
         grpc.StatusCode.NOT_FOUND,

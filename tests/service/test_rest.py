@@ -282,7 +282,7 @@ def test_a_model_or_version_not_served_is_a_404_before_its_body_arrives(tmp_path
             with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
                 sock.sendall(
                     f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 100\r\n\r\n".encode()  # and no body: a read would wait 30 s for it
+                    "Content-Length: 100\r\n\r\n".encode()  # and no body: a read would wait out the read limit
                 )
                 assert sock.recv(65536).startswith(b"HTTP/1.1 404"), path
         assert call(service.http_port, "GET", "/v2/health/ready")[0] == 200
