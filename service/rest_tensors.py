@@ -57,8 +57,18 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         # orjson, not the standard library: parsing the body was the JSON path's largest cost (bench/README.md).
         parsed = orjson.loads(header)
     except orjson.JSONDecodeError as err:
-        raise InvalidInputError(f"the request is not valid JSON: {err}") from None
+        raise InvalidInputError(f"the request is not valid JSON: {_not_utf8(header) or err}") from None
     return _object(parsed, "the request"), binary
+
+
+def _not_utf8(text: bytes) -> str | None:
+    """Where `text` stops being UTF-8, or None: orjson says "surrogates not allowed" of any byte that is
+    not UTF-8, and points at the start of the document."""
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"expected UTF-8, got byte 0x{text[err.start]:02x} at offset {err.start}"
+    return None
 
 
 def _flag(parameters: dict[str, Any], name: str, what: str) -> bool | None:
@@ -94,7 +104,20 @@ def _from_json(data: object, datatype: str, n: int, what: str) -> np.ndarray:
     if values.size != n * PIXELS:
         raise InvalidInputError(f"{what}: [{n}, {PIXELS}] needs {n * PIXELS} values in data, got {values.size}")
     if datatype == "FP32":
-        return from_floats(values.astype(np.float32), count=n, what=what)
+        with np.errstate(over="ignore"):  # a value beyond float32's range becomes ±inf, refused below
+            floats = values.astype(np.float32)
+        try:
+            return from_floats(floats, count=n, what=what)
+        except InvalidInputError:
+            # JSON has no infinity: one here is a number too large for FP32, which the error names as sent.
+            overflowed = np.flatnonzero(np.isinf(floats))
+            if not overflowed.size:
+                raise
+            bad = int(overflowed[0])
+            raise InvalidInputError(
+                f"{what}: pixel {bad % PIXELS} of image {bad // PIXELS} is {values[bad]:g}, beyond FP32's range; "
+                "expected a value in [0, 1]"
+            ) from None
     if not np.isfinite(values).all() or (values != np.round(values)).any():
         raise InvalidInputError(f"{what}: UINT8 data must be whole numbers in [0, 255]")
     low, high = values.min(), values.max()

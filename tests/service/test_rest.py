@@ -196,6 +196,15 @@ BAD_INFER = [
         "xxx… (999540 more characters)",
     ),
     (infer_body(np.zeros((1, 784), np.uint8)), "text/plain", 415, "expected Content-Type application/json"),
+    # orjson calls any byte that is not UTF-8 a surrogate, at the document's start.
+    (b'{"id": "caf\xe9"}', "application/json", 400, "expected UTF-8, got byte 0xe9 at offset 11"),
+    (
+        # A number beyond float32's range, named as sent rather than as the infinity it would become.
+        infer_body(np.array([[0.5] * 783 + [1e39]]), "FP32"),
+        "application/json",
+        400,
+        "pixel 783 of image 0 is 1e+39, beyond FP32's range",
+    ),
 ]
 
 
