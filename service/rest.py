@@ -56,8 +56,8 @@ CONTINUE = "100-continue"  # the one expectation HTTP/1.1 defines
 
 
 class Refused(Exception):
-    """Ends a request with an HTTP status of the HTTP side's own: 401, 408, 413, 415, 429 (and 499, sent
-    to no one)."""
+    """Ends a request with an HTTP status of the HTTP side's own: 401, 408, 413, 415, 417, 429, 501 (and
+    499, sent to no one)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -251,6 +251,17 @@ def _wrong_type(request: web.Request) -> bool:
     return request.method == "POST" and request.content_type not in BODY_TYPES
 
 
+def _transfer_codings(request: web.Request) -> list[str]:
+    """The transfer codings a request's body came in, other than chunked, lowercased: aiohttp reads
+    `gzip, chunked` as chunked and passes the body on still compressed."""
+    return [
+        coding
+        for line in request.headers.getall("Transfer-Encoding", [])
+        for value in line.split(",")
+        if (coding := value.strip().lower()) and coding != "chunked"
+    ]
+
+
 def _guarded(route: str) -> bool:
     """Whether a route needs the token and a call slot: the API's, but not health or the page."""
     return route.startswith("/v2/models") or route == "/v2"
@@ -295,6 +306,13 @@ class HttpGuard:
             if any(value != CONTINUE for value in _expectations(request)):
                 sent = ", ".join(request.headers.getall("Expect"))
                 raise Refused(417, f"expected no Expect header or 'Expect: {CONTINUE}', got {sent!r}")
+            if codings := _transfer_codings(request):
+                # As HTTP says to answer a transfer coding a server does not implement.
+                raise Refused(
+                    501,
+                    f"expected Transfer-Encoding chunked alone, got {', '.join(codings)} too "
+                    "(a compressed body says so in Content-Encoding)",
+                )
             if request.method == "OPTIONS" and self._allowed(request):
                 response: web.StreamResponse = self._preflight()
             elif route == UNMATCHED_ROUTE:
@@ -359,7 +377,7 @@ class HttpGuard:
         refused = _guarded(route) and (
             not self._authorized(request) or not self._guard.slot_free() or not self._serves(request)
         )
-        if refused or self._over_limit(request) or _wrong_type(request):
+        if refused or self._over_limit(request) or _wrong_type(request) or _transfer_codings(request):
             return
         try:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -317,7 +317,7 @@ def test_the_token_guards_every_route_but_health_and_the_page(tmp_path: Path) ->
             assert sock.recv(4096).startswith(b"HTTP/1.1 401")
 
 
-def test_a_body_it_cannot_decode_is_a_400_and_a_coding_it_does_not_know_a_415(
+def test_a_body_it_cannot_decode_is_a_400_and_a_coding_it_does_not_know_a_415_or_501(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     compressed = gzip.compress(infer_body(np.zeros((1, 784), np.uint8)))
@@ -344,6 +344,20 @@ def test_a_body_it_cannot_decode_is_a_400_and_a_coding_it_does_not_know_a_415(
             assert (
                 json.loads(reply)["error"]
                 == f"expected no Content-Encoding or one of {', '.join(CODINGS)}, got {coding!r}"
+            )
+        # A transfer coding other than chunked: aiohttp would read `gzip, chunked` as chunked alone.
+        for expect in ("", "Expect: 100-continue\r\n"):  # and no 100 Continue for a body it will not read
+            with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Transfer-Encoding: gzip, chunked\r\n{expect}\r\n{len(compressed):x}\r\n".encode()
+                    + compressed
+                    + b"\r\n0\r\n\r\n"
+                )
+                head, _, body = sock.recv(4096).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 501 "), head
+            assert json.loads(body)["error"] == (
+                "expected Transfer-Encoding chunked alone, got gzip too (a compressed body says so in Content-Encoding)"
             )
         plain = infer_body(np.zeros((1, 784), np.uint8))
         assert call(service.http_port, "POST", path, plain, Content_Encoding="identity")[0] == 200
