@@ -57,6 +57,8 @@ VARIANTS: dict[str, Variant] = {
         _previous,
     ),
     "24-epochs": Variant("default, 24 epochs", lambda r: replace(r, epochs=24)),
+    "40-epochs": Variant("default, 40 epochs", lambda r: replace(r, epochs=40)),
+    "50-epochs": Variant("default, 50 epochs", lambda r: replace(r, epochs=50)),
     "default": Variant(
         "the default: 30 epochs; shift ±3 px, zoom ±18%, rotation ±15°, up to 1.5 dilations thicker, "
         "elastic α 15; 128 outliers a step, 40% made, scribbles 5× as often as each other made kind",
