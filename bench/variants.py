@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from trainer import robustness
 from trainer.augment import Augmentation
@@ -24,6 +25,7 @@ from trainer.cli import final_metrics, pick_device
 from trainer.config import parse_config
 from trainer.data import load_dataset
 from trainer.loop import logits_of, train
+from trainer.models import Network
 from trainer.recipes import DEFAULT_RECIPE, RECIPES, Recipe
 
 
@@ -31,6 +33,25 @@ from trainer.recipes import DEFAULT_RECIPE, RECIPES, Recipe
 class Variant:
     about: str
     change: Callable[[Recipe], Recipe]
+    # How the trained network answers: as it is, or wrapped (measured, calibrated and scored so).
+    answer: Callable[[Network], Network] = lambda net: net
+
+
+class ShiftedViews(Network):
+    """A trained network answering from its input and the input's eight one-pixel shifts (empty pixels
+    come in at the edge), its logits averaged: nine forwards for one answer."""
+
+    SHIFTS = tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+    def __init__(self, net: Network) -> None:
+        super().__init__()
+        self.net = net
+        self.abstains = net.abstains
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x.reshape(-1, 1, 28, 28), (1, 1, 1, 1))
+        views = [padded[:, :, 1 + dy : 29 + dy, 1 + dx : 29 + dx].reshape(-1, 784) for dx, dy in self.SHIFTS]
+        return torch.stack([self.net(view) for view in views]).mean(0)
 
 
 def _augmented(**settings: float) -> Callable[[Recipe], Recipe]:
@@ -83,6 +104,9 @@ VARIANTS: dict[str, Variant] = {
         lambda r: replace(r, made_weights=(("scribbles", 10.0),)),
     ),
     "wider": Variant("default, conv blocks of 32 and 64 channels", lambda r: replace(r, channels=(32, 64))),
+    "views-9": Variant(
+        "default, answering from each image and its eight one-pixel shifts, logits averaged", _keep, ShiftedViews
+    ),
 }
 
 
@@ -97,7 +121,7 @@ def measure(variant: Variant, seed: int, epochs: int | None = None) -> dict[str,
     device = pick_device(config.device)
     data = load_dataset(config.data_dir, seed, download=config.download)
     start = time.perf_counter()
-    net = train(recipe, data, device, seed)
+    net = variant.answer(train(recipe, data, device, seed))
     seconds = time.perf_counter() - start
     _, report, metrics = final_metrics(net, data, recipe, device)
     assert report is not None, f"{recipe.name} does not abstain"
