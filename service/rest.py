@@ -230,11 +230,11 @@ def unmatched_route(app: web.Application, expect: ExpectHandler) -> None:
     app.router.add_route("*", "/{path:.*}", unmatched, expect_handler=expect, name=UNMATCHED_ROUTE)
 
 
-def _expectations(request: web.Request) -> list[str]:
-    """Every value of the request's Expect lines, lowercased; empty ones dropped, as HTTP says to."""
+def _listed(request: web.Request, header: str) -> list[str]:
+    """Every value of a comma-separated header's lines, lowercased; empty ones dropped, as HTTP says to."""
     return [
         value.strip().lower()
-        for line in request.headers.getall("Expect", [])
+        for line in request.headers.getall(header, [])
         for value in line.split(",")
         if value.strip()
     ]
@@ -254,12 +254,7 @@ def _wrong_type(request: web.Request) -> bool:
 def _transfer_codings(request: web.Request) -> list[str]:
     """The transfer codings a request's body came in, other than chunked, lowercased: aiohttp reads
     `gzip, chunked` as chunked and passes the body on still compressed."""
-    return [
-        coding
-        for line in request.headers.getall("Transfer-Encoding", [])
-        for value in line.split(",")
-        if (coding := value.strip().lower()) and coding != "chunked"
-    ]
+    return [coding for coding in _listed(request, "Transfer-Encoding") if coding != "chunked"]
 
 
 def _guarded(route: str) -> bool:
@@ -303,7 +298,7 @@ class HttpGuard:
         if self._connections is not None:
             self._connections.started(request.transport, request.content)
         try:
-            if any(value != CONTINUE for value in _expectations(request)):
+            if any(value != CONTINUE for value in _listed(request, "Expect")):
                 sent = ", ".join(request.headers.getall("Expect"))
                 raise Refused(417, f"expected no Expect header or 'Expect: {CONTINUE}', got {sent!r}")
             if codings := _transfer_codings(request):
@@ -369,7 +364,7 @@ class HttpGuard:
         `100 Continue` only to an HTTP/1.1 client whose body would be read. A body over the limit, a
         missing token, no free call slot or no route gets its refusal from the middleware instead, and
         an expectation other than 100-continue its 417, so that every one of them is a counted JSON error."""
-        if set(_expectations(request)) != {CONTINUE} or request.version != HttpVersion11:
+        if set(_listed(request, "Expect")) != {CONTINUE} or request.version != HttpVersion11:
             return
         route = _route(request)
         if route == UNMATCHED_ROUTE:
