@@ -104,6 +104,19 @@ VARIANTS: dict[str, Variant] = {
         lambda r: replace(r, made_weights=(("scribbles", 10.0),)),
     ),
     "wider": Variant("default, conv blocks of 32 and 64 channels", lambda r: replace(r, channels=(32, 64))),
+    "mined-15": Variant(
+        "default, half the made images drawn by how readily the network takes each for a 3 or a 7",
+        lambda r: replace(r, made_mined=0.5),
+    ),
+    "mined-24": Variant(
+        "default, elastic α 24, half the made images drawn by how readily the network takes each for a 3 or a 7",
+        lambda r: _augmented(elastic_px=24.0)(replace(r, made_mined=0.5)),
+    ),
+    "mined-34": Variant(
+        "default, Simard's elastic α 34, half the made images drawn by how readily the network takes each "
+        "for a 3 or a 7",
+        lambda r: _augmented(elastic_px=34.0)(replace(r, made_mined=0.5)),
+    ),
     "views-9": Variant(
         "default, answering from each image and its eight one-pixel shifts, logits averaged", _keep, ShiftedViews
     ),

@@ -13,6 +13,7 @@ from torch import nn
 from trainer import outliers
 from trainer.augment import strokes
 from trainer.data import Dataset3v7, Split
+from trainer.mining import HardNegatives
 from trainer.models import Network
 from trainer.recipes import Loss, Recipe
 
@@ -84,14 +85,18 @@ def _with_outliers(
     others: torch.Tensor,
     made: torch.Tensor,
     generator: torch.Generator,
+    miner: HardNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of 3s and 7s plus `recipe.outliers` as many outliers, labelled OUTLIER: other MNIST
-    digits (uint8) and, `recipe.made_share` of them, made images (floats); each batch of images as
-    `x`, `others` and `made` hold them, one image or its stroke variants to a row."""
+    digits (uint8) and, `recipe.made_share` of them, made images (floats), drawn by `miner` if given;
+    each batch of images as `x`, `others` and `made` hold them, one image or its stroke variants to a row."""
     count = round(len(y) * recipe.outliers)
     n_made = math.floor(count * recipe.made_share + 1e-9)  # 0.57 × 100 is a hair under 57 in floats
     which_others = torch.randint(len(others), (count - n_made,), generator=generator).to(others.device)
-    which_made = torch.randint(len(made), (n_made,), generator=generator).to(made.device)
+    if miner is None:
+        which_made = torch.randint(len(made), (n_made,), generator=generator).to(made.device)
+    else:
+        which_made = miner.draw(n_made, generator).to(made.device)
     picked, drawn = others.index_select(0, which_others), made.index_select(0, which_made)
     x = torch.cat([x, picked.float().div_(255.0), drawn])
     return x, torch.cat([y, torch.full((count,), OUTLIER, device=y.device)])
@@ -140,11 +145,15 @@ def fit(
     stacked: Callable[[torch.Tensor], torch.Tensor] = (
         strokes if recipe.augmentation is not None else lambda images: images
     )
+    miner: HardNegatives | None = None
     if recipe.abstains:
         assert others is not None
         # The digits already converted to floats.
-        made = stacked(outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device))
+        made_pool = outliers.made(MADE_POOL, x_all.cpu(), generator, dict(recipe.made_weights)).to(device)
+        made = stacked(made_pool)
         others = stacked(others.to(device))
+        if recipe.made_mined:
+            miner = HardNegatives(made_pool, recipe.made_mined)
     x_all = stacked(x_all)
     augment = None if recipe.augmentation is None else recipe.augmentation.sampler(generator)
     per_epoch = 1 if recipe.batch_size is None else math.ceil(len(train) / recipe.batch_size)
@@ -161,7 +170,7 @@ def fit(
                 x, y = x_all[idx], y_all[idx]
             if recipe.abstains:
                 assert others is not None
-                x, y = _with_outliers(recipe, x, y, others, made, generator)
+                x, y = _with_outliers(recipe, x, y, others, made, generator, miner)
             if augment is not None:
                 x = augment(x)
             loss = loss_fn(recipe.loss, net(x), y)
@@ -174,6 +183,8 @@ def fit(
             seen += len(y)
         if epoch % recipe.log_every == 0 or epoch == recipe.epochs:
             on_epoch(EpochStats(epoch, total / seen, evaluate(net, val, recipe.loss, device)))
+        if miner is not None and epoch < recipe.epochs:
+            miner.refresh(net)  # the next epoch's draws, by the network as this one left it
 
 
 def train(

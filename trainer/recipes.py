@@ -33,6 +33,9 @@ class Recipe:
     outliers: float = 0.0
     made_share: float = 1 / 3  # of the outliers, made images; the rest other MNIST digits
     made_weights: tuple[tuple[str, float], ...] = ()  # (kind, weight): how often each made kind is drawn
+    # Of the made images drawn, the share drawn by how readily the network takes each for a digit
+    # (trainer/mining.py); 0: all uniformly.
+    made_mined: float = 0.0
     channels: tuple[int, ...] = (16, 32)  # the CNN's conv blocks
     hidden: int = 64  # the CNN head's hidden units
 
@@ -44,6 +47,11 @@ class Recipe:
         if not 0 <= self.made_share <= 1:
             raise ValueError(
                 f"recipe {self.name}: made_share is a share of the outliers, 0 to 1, not {self.made_share}"
+            )
+        if not 0 <= self.made_mined <= 1 or (self.made_mined and not self.abstains):
+            raise ValueError(
+                f"recipe {self.name}: made_mined is a share of the made images drawn, 0 to 1, "
+                f"for a recipe that abstains, not {self.made_mined}"
             )
         unknown = sorted({kind for kind, _ in self.made_weights} - set(MAKERS))
         if unknown or any(weight < 0 for _, weight in self.made_weights):

@@ -41,3 +41,7 @@ def test_made_outliers_are_checked_when_a_recipe_is_written() -> None:
         replace(cnn, made_weights=(("squiggles", 2.0),))
     with pytest.raises(ValueError, match="made_weights"):
         replace(cnn, made_weights=(("scribbles", -1.0),))
+    with pytest.raises(ValueError, match="made_mined"):
+        replace(cnn, made_mined=1.5)
+    with pytest.raises(ValueError, match="made_mined"):
+        replace(RECIPES["mlp"], made_mined=0.5)
