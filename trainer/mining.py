@@ -28,7 +28,8 @@ class HardNegatives:
 
     def refresh(self, net: nn.Module) -> None:
         """Score the pool with `net` (an abstaining network, left in eval mode) and weight the draws."""
-        accepted = torch.sigmoid(-neither_logits(net, self._pool))
+        # On the CPU, where the trainer's generator draws, whatever device the network is on.
+        accepted = torch.sigmoid(-neither_logits(net, self._pool)).cpu()
         spread = (1 - self._share) / len(accepted)
         self._weights = spread + self._share * accepted / accepted.sum()
 
